@@ -1,0 +1,67 @@
+"""The hand-derived backpropagation through time: the document's ``rnn_backward``.
+
+No ``jax.grad``/``jax.vjp`` here: every line is an equation of MATH.md §3/§5.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from ._activations import get_activation
+from ._checks import check_same_shape
+from ._scan import scan_time
+from ._types import RNNCache
+
+Array = jax.Array
+
+
+@jax.jit
+def rnn_backward(dh: Array, cache: RNNCache) -> tuple[Array, Array, Array, Array, Array]:
+    """Backpropagation through time for :func:`rnn_forward`, derived by hand.
+
+    Implements MATH.md §3 (along time) as a reverse ``lax.scan``, for t = T..1::
+
+        da_t        = (dh_t + dnext_t) * f'(a_t)     # f' from the stored h_t
+        dnext_{t-1} = da_t @ Wh^T                    # dnext_T = 0
+        dh0         = dnext_0
+
+    and MATH.md §5 after the recursion, as single matmuls over all N*T rows::
+
+        dx  = da @ Wx^T
+        dWx = sum_t x_t^T @ da_t
+        dWh = sum_t h_{t-1}^T @ da_t
+        db  = sum_t sum_n da_t
+
+    Args:
+      dh: ``(N, T, H)`` upstream gradient of the loss with respect to every
+        hidden state (the ``dE_t/dh_t`` of MATH.md §3).
+      cache: the :class:`RNNCache` returned by :func:`rnn_forward`.
+
+    Returns:
+      ``(dx, dh0, dWx, dWh, db)`` with shapes ``(N, T, D)``, ``(N, H)``,
+      ``(D, H)``, ``(H, H)``, ``(H,)``. For T = 0 all are zero.
+    """
+    check_same_shape("rnn_backward", "dh", dh, "the cached h", cache.h)
+    fprime = get_activation(cache.activation).deriv_from_output
+    x, h0, Wx, Wh, h = cache.x, cache.h0, cache.Wx, cache.Wh, cache.h
+    N, T, D = x.shape
+    H = h0.shape[-1]
+    Wh_T = Wh.T  # materialised once, outside the loop
+
+    def step(dnext, dh_h_t):
+        dh_t, h_t = dh_h_t
+        da_t = (dh_t + dnext) * fprime(h_t)  # §3: δ_t = (∂E_t/∂h_t + W^T δ_{t+1}) ⊙ f'(a_t)
+        return da_t @ Wh_T, da_t  # §3: W^T δ_t flows to t-1
+
+    # Time-major (T, N, H) so the scan walks the leading axis.
+    dh0, da_tm = scan_time(
+        step, jnp.zeros_like(h0), (dh.swapaxes(0, 1), h.swapaxes(0, 1)), reverse=True
+    )  # §3: dh0 = dnext_0
+    da = da_tm.swapaxes(0, 1).reshape(N * T, H)  # (N*T, H), rows aligned with x and h_prev
+    h_prev = jnp.concatenate([h0[:, None], h], axis=1)[:, :T].reshape(N * T, H)  # h_{t-1}
+    dx = (da @ Wx.T).reshape(N, T, D)  # §5: dx_t = δ_t @ Wx^T
+    dWx = x.reshape(N * T, D).T @ da  # §5: dWx = Σ_t x_t^T δ_t
+    dWh = h_prev.T @ da  # §5: dWh = Σ_t h_{t-1}^T δ_t
+    db = da.sum(axis=0)  # §5: db = Σ_t Σ_n δ_t
+    return dx, dh0, dWx, dWh, db

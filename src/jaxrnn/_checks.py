@@ -1,0 +1,91 @@
+"""Trace-time argument checks with messages that name the argument and both shapes.
+
+Every public function validates its inputs here, before any ``lax`` call, so a
+user sees a ``ValueError``/``TypeError`` that says what is wrong instead of an
+XLA shape error. All checks look at static shapes and dtypes only, so they run
+once per trace under ``jax.jit`` and cost nothing at run time.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+def float_arrays(fn: str, **named: object) -> tuple[Array, ...]:
+    """Converts each argument to a JAX array and checks they share one float dtype.
+
+    Raises:
+      TypeError: an argument is not floating point, or two arguments differ in dtype.
+    """
+    arrays = {}
+    for name, value in named.items():
+        if value is None:
+            raise TypeError(f"{fn}: {name} must be an array, got None")
+        try:
+            arr = jnp.asarray(value)
+        except TypeError as e:
+            raise TypeError(f"{fn}: {name} must be an array, got {type(value).__name__}") from e
+        if not jnp.issubdtype(arr.dtype, jnp.floating):
+            raise TypeError(
+                f"{fn}: {name} must have a floating dtype (float32 or float64), got {arr.dtype}"
+            )
+        arrays[name] = arr
+    dtypes = {name: a.dtype for name, a in arrays.items()}
+    if len(set(dtypes.values())) > 1:
+        listing = ", ".join(f"{n}: {d}" for n, d in dtypes.items())
+        raise TypeError(f"{fn}: all arrays must share one float dtype, got {listing}")
+    return tuple(arrays.values())
+
+
+def check_rank(fn: str, name: str, arr: Array, layout: str) -> None:
+    """Checks ``arr.ndim == len(layout.split(','))``; ``layout`` like ``"N, T, D"``."""
+    ndim = len(layout.split(","))
+    if arr.ndim != ndim:
+        raise ValueError(
+            f"{fn}: {name} must be {ndim}-D with shape ({layout}), got {arr.ndim}-D shape "
+            f"{tuple(arr.shape)}"
+        )
+
+
+def check_dim(fn: str, what: str, expected: int, got: int, **shapes: tuple[int, ...]) -> None:
+    """Checks one dimension; ``what`` reads like ``"x.shape[-1] must equal Wx.shape[0] (D)"``."""
+    if expected != got:
+        listing = ", ".join(f"{n}: {tuple(s)}" for n, s in shapes.items())
+        raise ValueError(f"{fn}: {what}. Expected {expected}, got {got} ({listing})")
+
+
+def check_weights(fn: str, Wx: Array, Wh: Array, b: Array) -> tuple[int, int]:
+    """Checks ``Wx: (D, H)``, ``Wh: (H, H)``, ``b: (H,)`` and returns ``(D, H)``."""
+    check_rank(fn, "Wx", Wx, "D, H")
+    check_rank(fn, "Wh", Wh, "H, H")
+    check_rank(fn, "b", b, "H")
+    H = Wh.shape[0]
+    check_dim(fn, "Wh must be square (H, H)", H, Wh.shape[1], Wh=Wh.shape)
+    check_dim(
+        fn, "Wx.shape[1] must equal the hidden size H = Wh.shape[0]", H, Wx.shape[1],
+        Wx=Wx.shape, Wh=Wh.shape,
+    )
+    check_dim(fn, "b.shape[0] must equal the hidden size H", H, b.shape[0], b=b.shape, Wh=Wh.shape)
+    return Wx.shape[0], H
+
+
+def check_same_shape(fn: str, name: str, arr: Array, ref_name: str, ref: Array) -> None:
+    """Checks ``arr.shape == ref.shape`` and ``arr.dtype == ref.dtype`` (upstream gradients)."""
+    if tuple(arr.shape) != tuple(ref.shape):
+        raise ValueError(
+            f"{fn}: {name} must have the shape of {ref_name}. Expected {tuple(ref.shape)}, "
+            f"got {tuple(arr.shape)}"
+        )
+    if arr.dtype != ref.dtype:
+        raise TypeError(
+            f"{fn}: {name} must have the dtype of {ref_name}. Expected {ref.dtype}, got {arr.dtype}"
+        )
+
+
+def is_concrete(x: object) -> bool:
+    """True when ``x`` holds values (not a tracer), so value checks are possible."""
+    return not isinstance(x, jax.core.Tracer)
+

@@ -1,0 +1,38 @@
+"""Parameter initialisation for one RNN layer."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from ._types import RNNParams
+
+
+def init_params(key: jax.Array, D: int, H: int, dtype: jnp.dtype = jnp.float32) -> RNNParams:
+    """Initialises ``RNNParams(Wx, Wh, b)`` for ``a_t = x_t @ Wx + h_{t-1} @ Wh + b``.
+
+    - ``Wx: (D, H)`` ~ Normal(0, 1/D) (LeCun normal: keeps ``x_t @ Wx`` at unit
+      scale for unit-scale inputs);
+    - ``Wh: (H, H)`` random orthogonal (all singular values 1, so the product of
+      Jacobians of MATH.md §3 neither shrinks nor grows through ``Wh`` alone at
+      initialisation);
+    - ``b: (H,)`` zeros.
+
+    Args:
+      key: a ``jax.random`` key.
+      D: input size (>= 1).
+      H: hidden size (>= 1).
+      dtype: a floating dtype (float32 by default; float64 needs ``jax_enable_x64``).
+
+    Returns:
+      :class:`RNNParams` with arrays of ``dtype``.
+    """
+    for name, v in (("D", D), ("H", H)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"init_params: {name} must be a positive int, got {v!r}")
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"init_params: dtype must be floating, got {jnp.dtype(dtype)}")
+    kx, kh = jax.random.split(key)
+    Wx = jax.random.normal(kx, (D, H), dtype) / jnp.sqrt(jnp.asarray(D, dtype))
+    Wh = jax.nn.initializers.orthogonal()(kh, (H, H), dtype)
+    return RNNParams(Wx, Wh, jnp.zeros((H,), dtype))

@@ -1,0 +1,98 @@
+"""The sequence forward pass as a ``jax.lax.scan`` over time: the document's ``rnn_forward``."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+
+from ._activations import get_activation
+from ._checks import check_dim, check_rank, check_weights, float_arrays
+from ._types import RNNCache
+
+Array = jax.Array
+
+
+def check_sequence_args(
+    fn: str, x: object, h0: object, Wx: object, Wh: object, b: object
+) -> tuple[Array, Array, Array, Array, Array]:
+    """Validates ``x: (N, T, D)``, ``h0: (N, H)``, ``Wx: (D, H)``, ``Wh: (H, H)``, ``b: (H,)``.
+
+    Returns the arguments as JAX arrays of one float dtype.
+    """
+    x, h0, Wx, Wh, b = float_arrays(fn, x=x, h0=h0, Wx=Wx, Wh=Wh, b=b)
+    D, H = check_weights(fn, Wx, Wh, b)
+    check_rank(fn, "x", x, "N, T, D")
+    check_rank(fn, "h0", h0, "N, H")
+    check_dim(fn, "x.shape[-1] must equal Wx.shape[0] (input size D)", D, x.shape[-1],
+              x=x.shape, Wx=Wx.shape)
+    check_dim(fn, "h0.shape[-1] must equal the hidden size H", H, h0.shape[-1],
+              h0=h0.shape, Wh=Wh.shape)
+    check_dim(fn, "h0.shape[0] must equal x.shape[0] (batch size N)", x.shape[0], h0.shape[0],
+              x=x.shape, h0=h0.shape)
+    return x, h0, Wx, Wh, b
+
+
+def scan_time(step, init, xs, *, reverse: bool = False):
+    """``jax.lax.scan`` over the leading (time) axis that also handles T = 0.
+
+    ``lax.scan`` cannot run a zero-length loop eagerly (under
+    ``jax.disable_jit``); for T = 0 the carry is returned unchanged and the
+    stacked outputs are empty arrays of the shapes ``step`` would produce.
+    """
+    T = jax.tree_util.tree_leaves(xs)[0].shape[0]
+    if T:
+        return jax.lax.scan(step, init, xs, reverse=reverse)
+    x_spec = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), xs)
+    _, y_spec = jax.eval_shape(step, init, x_spec)
+    return init, jax.tree_util.tree_map(lambda s: jnp.zeros((0, *s.shape), s.dtype), y_spec)
+
+
+def scan_hidden(x: Array, h0: Array, Wx: Array, Wh: Array, b: Array, activation: str) -> Array:
+    """The recurrence of MATH.md §1 over all steps; returns ``h: (N, T, H)``.
+
+    The input projection ``x @ Wx + b`` is one ``(T*N, D) @ (D, H)`` matmul on
+    time-major rows outside the loop; only ``h_{t-1} @ Wh`` and ``f`` run inside it.
+    """
+    f = get_activation(activation).fn
+    N, T, D = x.shape
+    H = Wh.shape[0]
+    x_tm = x.swapaxes(0, 1).reshape(T * N, D)  # (T*N, D), time-major rows
+    xw = (x_tm @ Wx + b[None]).reshape(T, N, H)  # §1: x_t @ Wx + b for every t
+
+    def step(h_prev, xw_t):
+        h_t = f(xw_t + h_prev @ Wh)  # §1: h_t = f(a_t), a_t = x_t Wx + h_{t-1} Wh + b
+        return h_t, h_t
+
+    _, h_tm = scan_time(step, h0, xw)  # (T, N, H)
+    return h_tm.swapaxes(0, 1)  # (N, T, H)
+
+
+@partial(jax.jit, static_argnames=("activation",))
+def rnn_forward(
+    x: Array, h0: Array, Wx: Array, Wh: Array, b: Array, *, activation: str = "tanh"
+) -> tuple[Array, RNNCache]:
+    """Runs the RNN over a whole sequence with ``jax.lax.scan``.
+
+    Implements MATH.md §1 for t = 1..T::
+
+        a_t = x_t @ Wx + h_{t-1} @ Wh + b
+        h_t = f(a_t)
+
+    Args:
+      x: ``(N, T, D)`` inputs; T = 0 and N = 0 are allowed.
+      h0: ``(N, H)`` initial hidden state.
+      Wx: ``(D, H)`` input-to-hidden weights (the document's ``U^T``).
+      Wh: ``(H, H)`` hidden-to-hidden weights (the document's ``W^T``).
+      b: ``(H,)`` bias.
+      activation: ``"tanh"`` (default), ``"relu"``, ``"sigmoid"`` or ``"identity"``.
+
+    Returns:
+      ``(h, cache)``: ``h`` ``(N, T, H)`` holds ``h_1..h_T``; ``cache`` is an
+      :class:`RNNCache` pytree (inputs and hidden states) for :func:`rnn_backward`.
+    """
+    get_activation(activation)
+    x, h0, Wx, Wh, b = check_sequence_args("rnn_forward", x, h0, Wx, Wh, b)
+    h = scan_hidden(x, h0, Wx, Wh, b, activation)
+    return h, RNNCache(x, h0, Wx, Wh, h, activation)

@@ -1,0 +1,64 @@
+"""Pytrees shared by the core: parameters and the caches passed from forward to backward.
+
+The caches are pytrees whose leaves are arrays and whose activation name is
+static metadata, so ``rnn_forward`` and ``rnn_backward`` can be jit-compiled
+separately and the cache passed between them (or returned from a jitted
+function, stored, and fed back later).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+
+Array = jax.Array
+
+
+class RNNParams(NamedTuple):
+    """The three weights of one vanilla RNN layer (MATH.md §1, row-major).
+
+    ``a_t = x_t @ Wx + h_{t-1} @ Wh + b``.
+    """
+
+    Wx: Array  # (D, H)   the document's U^T
+    Wh: Array  # (H, H)   the document's W^T
+    b: Array  # (H,)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepCache:
+    """What ``rnn_step_backward`` needs from one ``rnn_step_forward`` call.
+
+    The document's cache ``(x, Wx, Wh, prev_h, next_h)`` plus the activation.
+    """
+
+    x: Array  # (N, D)
+    prev_h: Array  # (N, H)
+    Wx: Array  # (D, H)
+    Wh: Array  # (H, H)
+    next_h: Array  # (N, H)  h_t = f(a_t); f'(a_t) is computed from it
+    activation: str = "tanh"  # static
+
+
+@dataclasses.dataclass(frozen=True)
+class RNNCache:
+    """What ``rnn_backward`` needs from ``rnn_forward``: the inputs and the hidden states.
+
+    No per-step copies of the weights: each weight is stored once.
+    """
+
+    x: Array  # (N, T, D)
+    h0: Array  # (N, H)
+    Wx: Array  # (D, H)
+    Wh: Array  # (H, H)
+    h: Array  # (N, T, H)  all hidden states h_1..h_T
+    activation: str = "tanh"  # static
+
+
+for _cls, _data in (
+    (StepCache, ["x", "prev_h", "Wx", "Wh", "next_h"]),
+    (RNNCache, ["x", "h0", "Wx", "Wh", "h"]),
+):
+    jax.tree_util.register_dataclass(_cls, data_fields=_data, meta_fields=["activation"])

@@ -1,0 +1,3 @@
+"""Testing utilities: hypothesis strategies for RNN problems (requires ``hypothesis``)."""
+
+from . import strategies as strategies

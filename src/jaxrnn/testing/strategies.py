@@ -1,0 +1,103 @@
+"""Hypothesis strategies for RNN problems: shapes, parameters, sequences.
+
+jaxrnn's own property tests draw from these; they are public so users can
+build their own properties. Shapes come from small bounded pools on purpose:
+``jax.jit`` compiles once per distinct shape, so a bounded pool keeps a
+hypothesis run from spending its time in the compiler. Array values are not
+drawn element by element: a drawn integer seeds numpy, which keeps examples
+fast while hypothesis still controls (and shrinks, and replays) the seed.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from hypothesis import strategies as st
+
+from .._activations import ACTIVATIONS
+
+N_POOL = (0, 1, 2, 3)  # batch sizes
+T_POOL = (0, 1, 2, 5, 8)  # sequence lengths
+D_POOL = (1, 2, 3)  # input sizes
+H_POOL = (1, 2, 4)  # hidden sizes
+
+activations = st.sampled_from(tuple(ACTIVATIONS))
+dtypes = st.sampled_from((np.float32, np.float64))
+seeds = st.integers(min_value=0, max_value=2**32 - 1)
+
+
+class Shape(NamedTuple):
+    """Problem dimensions: batch N, time T, input D, hidden H."""
+
+    N: int
+    T: int
+    D: int
+    H: int
+
+
+@st.composite
+def shapes(
+    draw,
+    N=N_POOL,
+    T=T_POOL,
+    D=D_POOL,
+    H=H_POOL,
+) -> Shape:
+    """A :class:`Shape` with each dimension drawn from its pool (a tuple of ints)."""
+    return Shape(*(draw(st.sampled_from(tuple(pool))) for pool in (N, T, D, H)))
+
+
+class Problem(NamedTuple):
+    """One RNN problem: inputs, weights and an upstream gradient, all numpy arrays."""
+
+    x: np.ndarray  # (N, T, D)
+    h0: np.ndarray  # (N, H)
+    Wx: np.ndarray  # (D, H)
+    Wh: np.ndarray  # (H, H)
+    b: np.ndarray  # (H,)
+    dh: np.ndarray  # (N, T, H) upstream gradient dE/dh
+    activation: str
+    seed: int
+
+    @property
+    def args(self) -> tuple[np.ndarray, ...]:
+        """``(x, h0, Wx, Wh, b)``, the document's argument order."""
+        return self.x, self.h0, self.Wx, self.Wh, self.b
+
+
+def make_problem(
+    shape: Shape, seed: int, activation: str = "tanh", dtype=np.float64, scale: float = 1.0
+) -> Problem:
+    """Builds a :class:`Problem` deterministically from ``shape`` and ``seed``.
+
+    Weights are ``Normal(0, scale^2 / fan_in)``, so hidden states stay O(1) and
+    the gradients are well conditioned for every activation.
+    """
+    N, T, D, H = shape
+    rng = np.random.default_rng(seed)
+
+    def normal(*s, std=1.0):
+        return (rng.standard_normal(s) * std).astype(dtype)
+
+    return Problem(
+        x=normal(N, T, D),
+        h0=normal(N, H, std=0.5),
+        Wx=normal(D, H, std=scale / np.sqrt(D)),
+        Wh=normal(H, H, std=scale / np.sqrt(H)),
+        b=normal(H, std=0.1),
+        dh=normal(N, T, H),
+        activation=activation,
+        seed=seed,
+    )
+
+
+@st.composite
+def problems(draw, shape=None, activation=None, dtype=None) -> Problem:
+    """A random :class:`Problem`; pass a strategy for any part to constrain it."""
+    return make_problem(
+        draw(shape if shape is not None else shapes()),
+        draw(seeds),
+        draw(activation if activation is not None else activations),
+        draw(dtype if dtype is not None else dtypes),
+    )
