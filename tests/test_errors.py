@@ -31,11 +31,20 @@ BAD_SHAPES = [
     (dict(Wx=WX[0]), r"Wx must be 2-D"),
     (dict(Wh=WH[None]), r"Wh must be 2-D"),
     (dict(b=B[None]), r"b must be 1-D"),
-    (dict(x=X[:, :, :3]), r"x.shape\[-1\] must equal Wx.shape\[0\].*Expected 4, got 3.*x: \(2, 3, 3\), Wx: \(4, 5\)"),
+    (
+        dict(x=X[:, :, :3]),
+        r"x.shape\[-1\] must equal Wx.shape\[0\].*Expected 4, got 3.*x: \(2, 3, 3\), Wx: \(4, 5\)",
+    ),
     (dict(h0=H0[:1]), r"h0.shape\[0\] must equal x.shape\[0\].*Expected 2, got 1.*h0: \(1, 5\)"),
-    (dict(h0=H0[:, :4]), r"h0.shape\[-1\] must equal the hidden size H.*Expected 5, got 4.*h0: \(2, 4\)"),
+    (
+        dict(h0=H0[:, :4]),
+        r"h0.shape\[-1\] must equal the hidden size H.*Expected 5, got 4.*h0: \(2, 4\)",
+    ),
     (dict(Wh=WH[:, :4]), r"Wh must be square.*Expected 5, got 4.*Wh: \(5, 4\)"),
-    (dict(Wx=WX[:, :4]), r"Wx.shape\[1\] must equal the hidden size.*Expected 5, got 4.*Wx: \(4, 4\)"),
+    (
+        dict(Wx=WX[:, :4]),
+        r"Wx.shape\[1\] must equal the hidden size.*Expected 5, got 4.*Wx: \(4, 4\)",
+    ),
     (dict(b=B[:4]), r"b.shape\[0\] must equal the hidden size H.*Expected 5, got 4.*b: \(4,\)"),
 ]
 
@@ -71,12 +80,16 @@ def test_mixed_float_dtypes(fn):
 
 @pytest.mark.parametrize("fn", SEQUENCE_FNS, ids=lambda f: f.__name__)
 def test_unknown_activation_lists_choices(fn):
-    with pytest.raises(ValueError, match=r"unknown activation 'gelu'.*'tanh', 'relu', 'sigmoid', 'identity'"):
+    with pytest.raises(
+        ValueError, match=r"unknown activation 'gelu'.*'tanh', 'relu', 'sigmoid', 'identity'"
+    ):
         fn(X, H0, WX, WH, B, activation="gelu")
 
 
 def test_step_forward_errors():
-    with pytest.raises(ValueError, match=r"x.shape\[-1\] must equal Wx.shape\[0\].*Expected 4, got 3"):
+    with pytest.raises(
+        ValueError, match=r"x.shape\[-1\] must equal Wx.shape\[0\].*Expected 4, got 3"
+    ):
         jaxrnn.rnn_step_forward(X[:, 0, :3], H0, WX, WH, B)
     with pytest.raises(ValueError, match=r"prev_h.shape\[0\] must equal x.shape\[0\]"):
         jaxrnn.rnn_step_forward(X[:, 0], H0[:1], WX, WH, B)
@@ -88,7 +101,10 @@ def test_step_forward_errors():
 
 def test_backward_errors():
     h, cache = jaxrnn.rnn_forward(X, H0, WX, WH, B)
-    with pytest.raises(ValueError, match=r"dh must have the shape of the cached h. Expected \(2, 3, 5\), got \(2, 2, 5\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"dh must have the shape of the cached h. Expected \(2, 3, 5\), got \(2, 2, 5\)",
+    ):
         jaxrnn.rnn_backward(h[:, :2], cache)
     with pytest.raises(TypeError, match=r"dh must have the dtype.*float64, got float32"):
         jaxrnn.rnn_backward(h.astype(jnp.float32), cache)

@@ -39,20 +39,36 @@ def rnn_step_forward(
     D, H = check_weights(fn, Wx, Wh, b)
     check_rank(fn, "x", x, "N, D")
     check_rank(fn, "prev_h", prev_h, "N, H")
-    check_dim(fn, "x.shape[-1] must equal Wx.shape[0] (input size D)", D, x.shape[-1],
-              x=x.shape, Wx=Wx.shape)
-    check_dim(fn, "prev_h.shape[-1] must equal the hidden size H", H, prev_h.shape[-1],
-              prev_h=prev_h.shape, Wh=Wh.shape)
-    check_dim(fn, "prev_h.shape[0] must equal x.shape[0] (batch size N)", x.shape[0],
-              prev_h.shape[0], x=x.shape, prev_h=prev_h.shape)
+    check_dim(
+        fn,
+        "x.shape[-1] must equal Wx.shape[0] (input size D)",
+        D,
+        x.shape[-1],
+        x=x.shape,
+        Wx=Wx.shape,
+    )
+    check_dim(
+        fn,
+        "prev_h.shape[-1] must equal the hidden size H",
+        H,
+        prev_h.shape[-1],
+        prev_h=prev_h.shape,
+        Wh=Wh.shape,
+    )
+    check_dim(
+        fn,
+        "prev_h.shape[0] must equal x.shape[0] (batch size N)",
+        x.shape[0],
+        prev_h.shape[0],
+        x=x.shape,
+        prev_h=prev_h.shape,
+    )
     next_h = act.fn(x @ Wx + prev_h @ Wh + b[None])  # §1: h_t = f(a_t)
     return next_h, StepCache(x, prev_h, Wx, Wh, next_h, act.name)
 
 
 @jax.jit
-def rnn_step_backward(
-    dnext_h: Array, cache: StepCache
-) -> tuple[Array, Array, Array, Array, Array]:
+def rnn_step_backward(dnext_h: Array, cache: StepCache) -> tuple[Array, Array, Array, Array, Array]:
     """One step backward: the gradients of ``h_t = f(x_t @ Wx + h_{t-1} @ Wh + b)``.
 
     Implements MATH.md §3 and §5 for a single step::

@@ -65,8 +65,12 @@ def check_weights(fn: str, Wx: Array, Wh: Array, b: Array) -> tuple[int, int]:
     H = Wh.shape[0]
     check_dim(fn, "Wh must be square (H, H)", H, Wh.shape[1], Wh=Wh.shape)
     check_dim(
-        fn, "Wx.shape[1] must equal the hidden size H = Wh.shape[0]", H, Wx.shape[1],
-        Wx=Wx.shape, Wh=Wh.shape,
+        fn,
+        "Wx.shape[1] must equal the hidden size H = Wh.shape[0]",
+        H,
+        Wx.shape[1],
+        Wx=Wx.shape,
+        Wh=Wh.shape,
     )
     check_dim(fn, "b.shape[0] must equal the hidden size H", H, b.shape[0], b=b.shape, Wh=Wh.shape)
     return Wx.shape[0], H
@@ -88,4 +92,3 @@ def check_same_shape(fn: str, name: str, arr: Array, ref_name: str, ref: Array) 
 def is_concrete(x: object) -> bool:
     """True when ``x`` holds values (not a tracer), so value checks are possible."""
     return not isinstance(x, jax.core.Tracer)
-

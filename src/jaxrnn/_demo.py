@@ -69,16 +69,21 @@ def run(args: argparse.Namespace) -> int:
             _, np_cache = np_rnn_forward(*[np.asarray(a) for a in args_], activation=activation)
             ref = np_rnn_backward(np.asarray(dh), np_cache)
             cvjp = jax.grad(
-                lambda *a, act=activation: jnp.sum(rnn(*a, activation=act) * dh),
+                lambda *a, act=activation, dh=dh: jnp.sum(rnn(*a, activation=act) * dh),
                 argnums=(0, 1, 2, 3, 4),
             )(*args_)
             errs = [_max_rel_err(hand, o) for o in (auto, ref)] + [_max_rel_err(cvjp, auto)]
             worst[dtype] = max(worst[dtype], *errs)
             e1, e2, e3 = errs
             print(f"{activation:<10} {np.dtype(dtype).name:<8} {e1:10.2e} {e2:10.2e} {e3:10.2e}")
-    print(f"worst: float64 {worst[np.float64]:.2e}, float32 {worst[np.float32]:.2e} "
-          f"({time.perf_counter() - t0:.1f}s)")
+    print(
+        f"worst: float64 {worst[np.float64]:.2e}, float32 {worst[np.float32]:.2e} "
+        f"({time.perf_counter() - t0:.1f}s)"
+    )
     ok = worst[np.float64] <= 1e-10 and worst[np.float32] <= 1e-4
-    print("OK: hand-derived BPTT == jax.grad == the document's numpy algorithm" if ok
-          else "MISMATCH: the hand-derived gradients disagree with the oracles")
+    print(
+        "OK: hand-derived BPTT == jax.grad == the document's numpy algorithm"
+        if ok
+        else "MISMATCH: the hand-derived gradients disagree with the oracles"
+    )
     return 0 if ok else 1

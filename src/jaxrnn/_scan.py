@@ -25,12 +25,25 @@ def check_sequence_args(
     D, H = check_weights(fn, Wx, Wh, b)
     check_rank(fn, "x", x, "N, T, D")
     check_rank(fn, "h0", h0, "N, H")
-    check_dim(fn, "x.shape[-1] must equal Wx.shape[0] (input size D)", D, x.shape[-1],
-              x=x.shape, Wx=Wx.shape)
-    check_dim(fn, "h0.shape[-1] must equal the hidden size H", H, h0.shape[-1],
-              h0=h0.shape, Wh=Wh.shape)
-    check_dim(fn, "h0.shape[0] must equal x.shape[0] (batch size N)", x.shape[0], h0.shape[0],
-              x=x.shape, h0=h0.shape)
+    check_dim(
+        fn,
+        "x.shape[-1] must equal Wx.shape[0] (input size D)",
+        D,
+        x.shape[-1],
+        x=x.shape,
+        Wx=Wx.shape,
+    )
+    check_dim(
+        fn, "h0.shape[-1] must equal the hidden size H", H, h0.shape[-1], h0=h0.shape, Wh=Wh.shape
+    )
+    check_dim(
+        fn,
+        "h0.shape[0] must equal x.shape[0] (batch size N)",
+        x.shape[0],
+        h0.shape[0],
+        x=x.shape,
+        h0=h0.shape,
+    )
     return x, h0, Wx, Wh, b
 
 
