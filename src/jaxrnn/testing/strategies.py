@@ -101,3 +101,10 @@ def problems(draw, shape=None, activation=None, dtype=None) -> Problem:
         draw(activation if activation is not None else activations),
         draw(dtype if dtype is not None else dtypes),
     )
+
+
+@st.composite
+def lengths(draw, N: int, T: int) -> np.ndarray:
+    """Valid sequence lengths ``(N,)`` int32 in ``[0, T]``, often hitting 0 and T exactly."""
+    edge = st.sampled_from((0, T))
+    return np.asarray([draw(st.one_of(edge, st.integers(0, T))) for _ in range(N)], dtype=np.int32)
