@@ -5,6 +5,7 @@ See MATH.md for the equations each function implements.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import diagnostics as diagnostics
 from . import reference as reference
 from ._activations import ACTIVATIONS as ACTIVATIONS
 from ._activations import Activation as Activation

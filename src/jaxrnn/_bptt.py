@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 from ._activations import get_activation
 from ._checks import check_same_shape
+from ._lengths import valid_mask
 from ._scan import scan_time
 from ._types import RNNCache
 
@@ -33,6 +34,18 @@ def rnn_backward(dh: Array, cache: RNNCache) -> tuple[Array, Array, Array, Array
         dWh = sum_t h_{t-1}^T @ da_t
         db  = sum_t sum_n da_t
 
+    With ``lengths`` in the cache, ``m_t = t < lengths`` masks the error term:
+    ``da_t = m_t (dh_t + dnext_t) f'(a_t)``, so padded steps get zero ``dx`` and add
+    nothing to the weight gradients (the upstream ``dh`` there is ignored: those
+    outputs are constant zeros). No gradient arrives from the frozen state, which
+    is not an output of the differentiated function.
+
+    With ``truncation = k`` in the cache, the error stops at chunk boundaries:
+    ``dnext_{t-1} = 0`` for t = k, 2k, ... (truncated BPTT: gradient flows at most
+    back to the start of its chunk; the first chunk still reaches ``h0``). This is
+    ``jax.grad`` of the forward pass with ``lax.stop_gradient`` on the carried state
+    entering steps k, 2k, ...
+
     Args:
       dh: ``(N, T, H)`` upstream gradient of the loss with respect to every
         hidden state (the ``dE_t/dh_t`` of MATH.md §3).
@@ -43,6 +56,8 @@ def rnn_backward(dh: Array, cache: RNNCache) -> tuple[Array, Array, Array, Array
       ``(D, H)``, ``(H, H)``, ``(H,)``. For T = 0 all are zero.
     """
     check_same_shape("rnn_backward", "dh", dh, "the cached h", cache.h)
+    if cache.lengths is not None or cache.truncation is not None:
+        return _masked_backward(dh, cache)
     fprime = get_activation(cache.activation).deriv_from_output
     x, h0, Wx, Wh, h = cache.x, cache.h0, cache.Wx, cache.Wh, cache.h
     N, T, D = x.shape
@@ -61,6 +76,40 @@ def rnn_backward(dh: Array, cache: RNNCache) -> tuple[Array, Array, Array, Array
     da = da_tm.swapaxes(0, 1).reshape(N * T, H)  # (N*T, H), rows aligned with x and h_prev
     h_prev = jnp.concatenate([h0[:, None], h], axis=1)[:, :T].reshape(N * T, H)  # h_{t-1}
     dx = (da @ Wx.T).reshape(N, T, D)  # §5: dx_t = δ_t @ Wx^T
+    dWx = x.reshape(N * T, D).T @ da  # §5: dWx = Σ_t x_t^T δ_t
+    dWh = h_prev.T @ da  # §5: dWh = Σ_t h_{t-1}^T δ_t
+    db = da.sum(axis=0)  # §5: db = Σ_t Σ_n δ_t
+    return dx, dh0, dWx, dWh, db
+
+
+def _masked_backward(dh: Array, cache: RNNCache) -> tuple[Array, Array, Array, Array, Array]:
+    """:func:`rnn_backward` with lengths and/or truncation (static branch of the cache)."""
+    fprime = get_activation(cache.activation).deriv_from_output
+    x, h0, Wx, Wh, h = cache.x, cache.h0, cache.Wx, cache.Wh, cache.h
+    N, T, D = x.shape
+    H = h0.shape[-1]
+    Wh_T = Wh.T
+    if cache.lengths is None:
+        m = jnp.ones((T, N, 1), dtype=bool)
+    else:
+        m = valid_mask(cache.lengths, T).T[:, :, None]  # (T, N, 1): m_t = t < lengths
+    k = cache.truncation
+    t = jnp.arange(T)
+    cut = (t % k == 0) & (t > 0) if k is not None else jnp.zeros((T,), dtype=bool)  # (T,)
+
+    def step(dnext, xs):
+        dh_t, h_t, m_t, cut_t = xs
+        da_t = jnp.where(m_t, (dh_t + dnext) * fprime(h_t), jnp.zeros_like(h_t))  # §3, masked
+        dprev = da_t @ Wh_T  # §3: W^T δ_t flows to t-1 ...
+        return jnp.where(cut_t, jnp.zeros_like(dprev), dprev), da_t  # ... unless t starts a chunk
+
+    dh0, da_tm = scan_time(
+        step, jnp.zeros_like(h0), (dh.swapaxes(0, 1), h.swapaxes(0, 1), m, cut), reverse=True
+    )  # §3: dh0 = dnext_0
+    da = da_tm.swapaxes(0, 1).reshape(N * T, H)  # (N*T, H)
+    # h_{t-1}; zero rows of h at padding meet zero rows of da, so they add nothing
+    h_prev = jnp.concatenate([h0[:, None], h], axis=1)[:, :T].reshape(N * T, H)
+    dx = (da @ Wx.T).reshape(N, T, D)  # §5: dx_t = δ_t @ Wx^T (zero at padding)
     dWx = x.reshape(N * T, D).T @ da  # §5: dWx = Σ_t x_t^T δ_t
     dWh = h_prev.T @ da  # §5: dWh = Σ_t h_{t-1}^T δ_t
     db = da.sum(axis=0)  # §5: db = Σ_t Σ_n δ_t

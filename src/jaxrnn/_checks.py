@@ -92,3 +92,43 @@ def check_same_shape(fn: str, name: str, arr: Array, ref_name: str, ref: Array) 
 def is_concrete(x: object) -> bool:
     """True when ``x`` holds values (not a tracer), so value checks are possible."""
     return not isinstance(x, jax.core.Tracer)
+
+
+def check_lengths(fn: str, lengths: object, N: int, T: int) -> Array:
+    """Checks ``lengths: (N,)`` integer; when its values are concrete, ``0 <= lengths <= T``.
+
+    Under ``jax.jit`` the values are tracers and only the shape and dtype are
+    checked here (see :func:`jaxrnn.check_lengths` for an opt-in ``checkify`` check).
+
+    Raises:
+      ValueError: ``lengths`` is not an integer array of shape ``(N,)`` or a value is
+        outside ``[0, T]``.
+    """
+    try:
+        arr = jnp.asarray(lengths)
+    except TypeError as e:
+        raise ValueError(
+            f"{fn}: lengths must be an integer array, got {type(lengths).__name__}"
+        ) from e
+    if not jnp.issubdtype(arr.dtype, jnp.integer):
+        raise ValueError(f"{fn}: lengths must have an integer dtype, got {arr.dtype}")
+    if tuple(arr.shape) != (N,):
+        raise ValueError(
+            f"{fn}: lengths must have shape (N,) = ({N},), one length per sequence, "
+            f"got {tuple(arr.shape)}"
+        )
+    if is_concrete(arr) and arr.size:
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi > T:
+            raise ValueError(f"{fn}: lengths must lie in [0, T] = [0, {T}], got min {lo}, max {hi}")
+    return arr
+
+
+def check_truncation(fn: str, truncation: object) -> None:
+    """Checks ``truncation`` is ``None`` or a positive Python int (a static chunk length)."""
+    if truncation is None:
+        return
+    if not isinstance(truncation, int) or isinstance(truncation, bool) or truncation < 1:
+        raise ValueError(
+            f"{fn}: truncation must be None or a positive int (chunk length k), got {truncation!r}"
+        )

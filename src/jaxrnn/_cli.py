@@ -1,19 +1,130 @@
-"""The ``jaxrnn`` command line (also ``python -m jaxrnn``)."""
+"""The ``jaxrnn`` command line (also ``python -m jaxrnn``).
+
+Subcommands: ``train`` (the main job), ``sample`` and ``demo``. Without a
+subcommand, ``jaxrnn`` prints its help. Exit codes: 0 success, 1 failure,
+2 bad usage or input (argparse convention), 130 interrupted by Ctrl-C.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+import time
 
 from . import _demo
+from ._config import GRADS, TrainConfig
+
+_D = TrainConfig()
+
+TRAIN_HELP = """Trains a character-level RNN language model with the hand-derived BPTT
+(stateful truncated BPTT over chunks of --seq-len characters, Adam with global-norm
+clipping from optax). Without --text it trains on the Python standard library's own
+source, read from this installation (no download). Writes config.json, vocab.json,
+checkpoint.npz, metrics.csv, loss.png and samples.txt to --out. Ctrl-C writes a
+checkpoint and exits with code 130; continue with --out DIR --resume."""
+
+SAMPLE_HELP = """Samples text from a run directory written by `jaxrnn train`."""
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a character-level language model (the main job)",
+        description=TRAIN_HELP,
+    )
+    # Defaults are None so that --resume can tell given options from defaults;
+    # the help shows the effective default.
+    opt = p.add_argument
+    opt(
+        "--text",
+        metavar="FILE",
+        help="UTF-8 text file to train on (default: the Python "
+        "standard library's .py files, up to 2,000,000 characters)",
+    )
+    opt("--hidden", type=int, help=f"hidden size of every layer (default: {_D.hidden})")
+    opt("--layers", type=int, help=f"number of stacked RNN layers (default: {_D.layers})")
+    opt(
+        "--seq-len",
+        type=int,
+        help=f"characters per chunk, the truncated-BPTT length (default: {_D.seq_len})",
+    )
+    opt(
+        "--batch",
+        type=int,
+        help=f"parallel streams per step; a multiple of the device count (default: {_D.batch})",
+    )
+    opt(
+        "--steps",
+        type=int,
+        help=f"total optimizer steps, counting those before a resume (default: {_D.steps})",
+    )
+    opt("--lr", type=float, help=f"Adam learning rate (default: {_D.lr:g})")
+    opt("--clip", type=float, help=f"max global gradient norm (default: {_D.clip:g})")
+    opt(
+        "--grad",
+        choices=GRADS,
+        help=f"gradients: the hand-derived BPTT or jax.grad autodiff (default: {_D.grad})",
+    )
+    opt("--seed", type=int, help=f"random seed (default: {_D.seed})")
+    opt("--out", metavar="DIR", help="run directory (default: runs/YYYYmmdd-HHMMSS)")
+    opt(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its checkpoint, bit-exactly (default: off)",
+    )
+    opt(
+        "--checkpoint-every",
+        type=int,
+        metavar="N",
+        help="steps between checkpoints; one is "
+        f"also written at exit (default: {_D.checkpoint_every})",
+    )
+    opt(
+        "--eval-every",
+        type=int,
+        metavar="N",
+        help=f"steps between validation evaluations (default: {_D.eval_every})",
+    )
+    opt(
+        "--sample-every",
+        type=int,
+        metavar="N",
+        help=f"steps between samples written to samples.txt; 0: none (default: {_D.sample_every})",
+    )
+    opt(
+        "--quiet",
+        action="store_true",
+        help="no progress bar (default: off; the bar is also off when stderr is not a terminal)",
+    )
+    p.set_defaults(func=_train)
+
+
+def _add_sample(sub) -> None:
+    p = sub.add_parser("sample", help="sample text from a trained run", description=SAMPLE_HELP)
+    p.add_argument("--run", required=True, metavar="DIR", help="run directory (required)")
+    p.add_argument("--prime", default="", help="text to start from (default: empty)")
+    p.add_argument("--length", type=int, default=500, help="characters to generate (default: 500)")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=0.8,
+        help="softmax temperature; 0 = greedy (default: 0.8)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.set_defaults(func=_sample)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``jaxrnn`` argument parser with its subcommands."""
     parser = argparse.ArgumentParser(
         prog="jaxrnn",
-        description="The vanilla RNN and its hand-derived BPTT in JAX.",
+        description="The vanilla RNN and its hand-derived BPTT in JAX. "
+        "Main job: `jaxrnn train` (a character-level language model).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_train(sub)
+    _add_sample(sub)
     demo = sub.add_parser(
         "demo",
         help="run forward + hand BPTT on random data and print the agreement with jax.grad",
@@ -25,9 +136,92 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(command: str, message: str, code: int = 2) -> int:
+    print(f"jaxrnn {command}: error: {message}", file=sys.stderr)
+    return code
+
+
+def _train(args: argparse.Namespace) -> int:
+    from . import _rundir as rd
+    from ._checkpoint import CheckpointError
+    from ._config import resume_config
+    from ._data import CorpusError
+    from ._train import MissingExtraError, train
+
+    given = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if getattr(args, f.name, None) not in (None, False)
+    }
+    try:
+        if args.resume:
+            if args.out is None:
+                return _fail("train", "--resume needs --out DIR, the run to continue")
+            from pathlib import Path
+
+            cfg_path = Path(args.out) / rd.CONFIG
+            if not cfg_path.is_file():
+                return _fail("train", f"--resume: no run at {args.out} (no {rd.CONFIG})")
+            config = resume_config(rd.read_json(cfg_path)["config"], **given)
+        else:
+            given.setdefault("out", time.strftime("runs/%Y%m%d-%H%M%S"))
+            config = TrainConfig(**given)
+        config.validate()
+        if not config.quiet:
+            what = config.text or "the Python standard library's source"
+            print(
+                f"jaxrnn train: {'resuming' if config.resume else 'training on'} {what} "
+                f"-> {config.out}",
+                flush=True,
+            )
+        result = train(config)
+    except MissingExtraError as e:
+        return _fail("train", str(e), 1)
+    except (CorpusError, CheckpointError, ValueError) as e:
+        return _fail("train", str(e))
+    m = result.metrics
+    last = f"{m['train_bpc'][-1]:.3f}" if len(m["train_bpc"]) else "n/a"
+    print(
+        f"jaxrnn train: step {result.step}/{config.steps}: train {last} bpc, "
+        f"validation {result.val_bpc:.3f} bpc (unigram entropy {result.unigram_bpc:.3f}), "
+        f"{result.elapsed_s:.0f}s, {result.tokens_per_s:,.0f} tokens/s; run: {result.run_dir}"
+    )
+    if result.interrupted:
+        print(
+            f"jaxrnn train: interrupted; checkpoint saved. Continue with: "
+            f"jaxrnn train --out {result.run_dir} --resume",
+            file=sys.stderr,
+        )
+        return 130
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from ._checkpoint import CheckpointError
+    from ._run import load_run
+    from ._sample import sample
+
+    try:
+        run = load_run(args.run)
+        text = sample(
+            run.params,
+            run.vocab,
+            prime=args.prime,
+            length=args.length,
+            temperature=args.temperature,
+            seed=args.seed,
+        )
+    except (CheckpointError, ValueError) as e:
+        return _fail("sample", str(e))
+    sys.stdout.write(text + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Runs the ``jaxrnn`` command line; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:  # no subcommand: the demo with its defaults
-        args = parser.parse_args(["demo", *(argv if argv is not None else sys.argv[1:])])
+    if args.command is None:
+        parser.print_help()
+        return 0
     return args.func(args)

@@ -8,7 +8,8 @@ import jax
 
 from ._activations import get_activation
 from ._bptt import rnn_backward
-from ._scan import check_sequence_args, scan_hidden
+from ._checks import check_lengths, check_truncation
+from ._scan import check_lengths_eagerly, check_sequence_args, scan_hidden, scan_hidden_masked
 from ._types import RNNCache
 
 Array = jax.Array
@@ -31,8 +32,52 @@ def _rnn_bwd(activation, cache, dh):
 _rnn.defvjp(_rnn_fwd, _rnn_bwd)
 
 
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _rnn_general(activation, truncation, x, h0, Wx, Wh, b, lengths):
+    if lengths is None:
+        return scan_hidden(x, h0, Wx, Wh, b, activation)
+    return scan_hidden_masked(x, h0, Wx, Wh, b, activation, lengths)
+
+
+def _rnn_general_fwd(activation, truncation, x, h0, Wx, Wh, b, lengths):
+    h = _rnn_general(activation, truncation, x, h0, Wx, Wh, b, lengths)
+    return h, RNNCache(x, h0, Wx, Wh, h, activation, lengths, truncation)
+
+
+def _rnn_general_bwd(activation, truncation, cache, dh):
+    return (*rnn_backward(dh, cache), None)  # lengths are integers: no cotangent
+
+
+_rnn_general.defvjp(_rnn_general_fwd, _rnn_general_bwd)
+
+
 @partial(jax.jit, static_argnames=("activation",))
-def rnn(x: Array, h0: Array, Wx: Array, Wh: Array, b: Array, *, activation: str = "tanh") -> Array:
+def _rnn_jit(x: Array, h0: Array, Wx: Array, Wh: Array, b: Array, *, activation: str) -> Array:
+    get_activation(activation)
+    x, h0, Wx, Wh, b = check_sequence_args("rnn", x, h0, Wx, Wh, b)
+    return _rnn(activation, x, h0, Wx, Wh, b)
+
+
+@partial(jax.jit, static_argnames=("activation", "truncation"))
+def _rnn_general_jit(x, h0, Wx, Wh, b, lengths, *, activation, truncation):
+    get_activation(activation)
+    x, h0, Wx, Wh, b = check_sequence_args("rnn", x, h0, Wx, Wh, b)
+    if lengths is not None:
+        lengths = check_lengths("rnn", lengths, x.shape[0], x.shape[1])
+    return _rnn_general(activation, truncation, x, h0, Wx, Wh, b, lengths)
+
+
+def rnn(
+    x: Array,
+    h0: Array,
+    Wx: Array,
+    Wh: Array,
+    b: Array,
+    *,
+    activation: str = "tanh",
+    lengths: Array | None = None,
+    truncation: int | None = None,
+) -> Array:
     """The RNN's hidden states, differentiable by the hand-derived BPTT.
 
     Forward: MATH.md §1 (``h_t = f(x_t @ Wx + h_{t-1} @ Wh + b)``) by ``lax.scan``.
@@ -46,10 +91,17 @@ def rnn(x: Array, h0: Array, Wx: Array, Wh: Array, b: Array, *, activation: str 
       h0: ``(N, H)`` initial hidden state.
       Wx: ``(D, H)``; Wh: ``(H, H)``; b: ``(H,)``.
       activation: ``"tanh"`` (default), ``"relu"``, ``"sigmoid"`` or ``"identity"``.
+      lengths: optional ``(N,)`` valid lengths, as in :func:`rnn_forward` (``h`` is
+        zero at padded steps, which receive zero gradient).
+      truncation: optional chunk length k: the backward rule stops the gradient at
+        t = k, 2k, ... (truncated BPTT, see :func:`rnn_backward`).
 
     Returns:
       ``h``: ``(N, T, H)``, the hidden states ``h_1..h_T``.
     """
-    get_activation(activation)
-    x, h0, Wx, Wh, b = check_sequence_args("rnn", x, h0, Wx, Wh, b)
-    return _rnn(activation, x, h0, Wx, Wh, b)
+    if lengths is None and truncation is None:  # the default path
+        return _rnn_jit(x, h0, Wx, Wh, b, activation=activation)
+    check_truncation("rnn", truncation)
+    if lengths is not None:
+        check_lengths_eagerly("rnn", x, lengths)
+    return _rnn_general_jit(x, h0, Wx, Wh, b, lengths, activation=activation, truncation=truncation)

@@ -8,7 +8,15 @@ import jax
 import jax.numpy as jnp
 
 from ._activations import get_activation
-from ._checks import check_dim, check_rank, check_weights, float_arrays
+from ._checks import (
+    check_dim,
+    check_lengths,
+    check_rank,
+    check_truncation,
+    check_weights,
+    float_arrays,
+)
+from ._lengths import valid_mask
 from ._types import RNNCache
 
 Array = jax.Array
@@ -82,9 +90,80 @@ def scan_hidden(x: Array, h0: Array, Wx: Array, Wh: Array, b: Array, activation:
     return h_tm.swapaxes(0, 1)  # (N, T, H)
 
 
+def scan_hidden_masked(
+    x: Array, h0: Array, Wx: Array, Wh: Array, b: Array, activation: str, lengths: Array
+) -> Array:
+    """:func:`scan_hidden` for variable lengths; returns ``h: (N, T, H)``, zero at padding.
+
+    With ``m_t = t < lengths`` (per sequence): the carried state is
+    ``c_t = m_t ? f(a_t) : c_{t-1}`` (frozen after the last valid step) and the
+    output ``h_t = m_t ? f(a_t) : 0``.
+    """
+    f = get_activation(activation).fn
+    N, T, D = x.shape
+    H = Wh.shape[0]
+    x_tm = x.swapaxes(0, 1).reshape(T * N, D)  # (T*N, D), time-major rows
+    xw = (x_tm @ Wx + b[None]).reshape(T, N, H)  # §1: x_t @ Wx + b for every t
+    m = valid_mask(lengths, T).T[:, :, None]  # (T, N, 1)
+
+    def step(h_prev, xs):
+        xw_t, m_t = xs
+        h_t = f(xw_t + h_prev @ Wh)  # §1: h_t = f(a_t)
+        return jnp.where(m_t, h_t, h_prev), jnp.where(m_t, h_t, jnp.zeros_like(h_t))
+
+    _, h_tm = scan_time(step, h0, (xw, m))  # (T, N, H)
+    return h_tm.swapaxes(0, 1)  # (N, T, H)
+
+
+def check_lengths_eagerly(fn: str, x: object, lengths: object) -> None:
+    """Value-checks concrete ``lengths`` against ``x: (N, T, D)`` before entering ``jit``."""
+    shape = jnp.shape(x)
+    if len(shape) == 3:
+        check_lengths(fn, lengths, shape[0], shape[1])
+
+
 @partial(jax.jit, static_argnames=("activation",))
+def _rnn_forward(
+    x: Array, h0: Array, Wx: Array, Wh: Array, b: Array, *, activation: str
+) -> tuple[Array, RNNCache]:
+    get_activation(activation)
+    x, h0, Wx, Wh, b = check_sequence_args("rnn_forward", x, h0, Wx, Wh, b)
+    h = scan_hidden(x, h0, Wx, Wh, b, activation)
+    return h, RNNCache(x, h0, Wx, Wh, h, activation)
+
+
+@partial(jax.jit, static_argnames=("activation", "truncation"))
+def _rnn_forward_general(
+    x: Array,
+    h0: Array,
+    Wx: Array,
+    Wh: Array,
+    b: Array,
+    lengths: Array | None,
+    *,
+    activation: str,
+    truncation: int | None,
+) -> tuple[Array, RNNCache]:
+    get_activation(activation)
+    x, h0, Wx, Wh, b = check_sequence_args("rnn_forward", x, h0, Wx, Wh, b)
+    if lengths is None:
+        h = scan_hidden(x, h0, Wx, Wh, b, activation)
+    else:
+        lengths = check_lengths("rnn_forward", lengths, x.shape[0], x.shape[1])
+        h = scan_hidden_masked(x, h0, Wx, Wh, b, activation, lengths)
+    return h, RNNCache(x, h0, Wx, Wh, h, activation, lengths, truncation)
+
+
 def rnn_forward(
-    x: Array, h0: Array, Wx: Array, Wh: Array, b: Array, *, activation: str = "tanh"
+    x: Array,
+    h0: Array,
+    Wx: Array,
+    Wh: Array,
+    b: Array,
+    *,
+    activation: str = "tanh",
+    lengths: Array | None = None,
+    truncation: int | None = None,
 ) -> tuple[Array, RNNCache]:
     """Runs the RNN over a whole sequence with ``jax.lax.scan``.
 
@@ -100,12 +179,25 @@ def rnn_forward(
       Wh: ``(H, H)`` hidden-to-hidden weights (the document's ``W^T``).
       b: ``(H,)`` bias.
       activation: ``"tanh"`` (default), ``"relu"``, ``"sigmoid"`` or ``"identity"``.
+      lengths: optional ``(N,)`` integers in ``[0, T]``: step t of sequence n is
+        valid when ``t < lengths[n]``. The state freezes after the last valid step
+        and ``h`` is zero at padded steps; :func:`jaxrnn.final_state` gives each
+        sequence's last valid state (``h0`` for length 0). Concrete values outside
+        ``[0, T]`` raise ``ValueError``; under ``jax.jit`` see :func:`jaxrnn.check_lengths`.
+      truncation: optional chunk length k >= 1 for truncated BPTT. The forward
+        values do not change; it is stored in the cache and makes
+        :func:`rnn_backward` stop the gradient at t = k, 2k, ... (MATH.md §3).
 
     Returns:
       ``(h, cache)``: ``h`` ``(N, T, H)`` holds ``h_1..h_T``; ``cache`` is an
       :class:`RNNCache` pytree (inputs and hidden states) for :func:`rnn_backward`.
+      Both are jit-compiled (``activation`` and ``truncation`` are static).
     """
-    get_activation(activation)
-    x, h0, Wx, Wh, b = check_sequence_args("rnn_forward", x, h0, Wx, Wh, b)
-    h = scan_hidden(x, h0, Wx, Wh, b, activation)
-    return h, RNNCache(x, h0, Wx, Wh, h, activation)
+    if lengths is None and truncation is None:  # the default path: the plain scan
+        return _rnn_forward(x, h0, Wx, Wh, b, activation=activation)
+    check_truncation("rnn_forward", truncation)
+    if lengths is not None:
+        check_lengths_eagerly("rnn_forward", x, lengths)
+    return _rnn_forward_general(
+        x, h0, Wx, Wh, b, lengths, activation=activation, truncation=truncation
+    )

@@ -46,19 +46,24 @@ class StepCache:
 class RNNCache:
     """What ``rnn_backward`` needs from ``rnn_forward``: the inputs and the hidden states.
 
-    No per-step copies of the weights: each weight is stored once.
+    No per-step copies of the weights: each weight is stored once. ``lengths``
+    (variable-length sequences) and ``truncation`` (truncated BPTT) are ``None``
+    on the default path, where they add no leaves and no work.
     """
 
     x: Array  # (N, T, D)
     h0: Array  # (N, H)
     Wx: Array  # (D, H)
     Wh: Array  # (H, H)
-    h: Array  # (N, T, H)  all hidden states h_1..h_T
+    h: Array  # (N, T, H)  all hidden states h_1..h_T (zero at padded steps)
     activation: str = "tanh"  # static
+    lengths: Array | None = None  # (N,) int valid lengths; None: every step is valid
+    truncation: int | None = None  # static: BPTT cut every `truncation` steps; None: full
 
 
 for _cls, _data in (
     (StepCache, ["x", "prev_h", "Wx", "Wh", "next_h"]),
-    (RNNCache, ["x", "h0", "Wx", "Wh", "h"]),
+    (RNNCache, ["x", "h0", "Wx", "Wh", "h", "lengths"]),
 ):
-    jax.tree_util.register_dataclass(_cls, data_fields=_data, meta_fields=["activation"])
+    _meta = ["activation", "truncation"] if _cls is RNNCache else ["activation"]
+    jax.tree_util.register_dataclass(_cls, data_fields=_data, meta_fields=_meta)

@@ -1,3 +1,14 @@
-"""Testing utilities: hypothesis strategies for RNN problems (requires ``hypothesis``)."""
+"""Testing utilities: a correctness oracle for hand-written RNN gradients, and the
+hypothesis strategies of jaxrnn's own tests (requires ``hypothesis``).
+
+- :func:`check_rnn_backward` / :func:`check_rnn_step_backward`: check your own
+  forward pass and BPTT (numpy or JAX) against jaxrnn's hand BPTT and ``jax.grad``;
+  they raise ``AssertionError`` with a report, so they work inside a pytest test.
+- ``python -m jaxrnn.testing module:forward module:backward``: the same check as a
+  command that prints a pass/fail report.
+- :mod:`jaxrnn.testing.strategies`: shapes, problems, parameters, sequences, lengths.
+"""
 
 from . import strategies as strategies
+from ._check import check_rnn_backward as check_rnn_backward
+from ._check import check_rnn_step_backward as check_rnn_step_backward

@@ -16,6 +16,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from .._activations import ACTIVATIONS
+from .._types import RNNParams
 
 N_POOL = (0, 1, 2, 3)  # batch sizes
 T_POOL = (0, 1, 2, 5, 8)  # sequence lengths
@@ -108,3 +109,40 @@ def lengths(draw, N: int, T: int) -> np.ndarray:
     """Valid sequence lengths ``(N,)`` int32 in ``[0, T]``, often hitting 0 and T exactly."""
     edge = st.sampled_from((0, T))
     return np.asarray([draw(st.one_of(edge, st.integers(0, T))) for _ in range(N)], dtype=np.int32)
+
+
+# Pools of the oracle (jaxrnn.testing.check_rnn_backward): every sequence has T >= 1
+# and every batch N >= 1, so a user's implementation need not handle empty arrays;
+# they still cover T = 1, N = 1, H = 1 and both D == H and D != H.
+CHECK_N_POOL = (1, 2, 3)
+CHECK_T_POOL = (1, 2, 3, 5, 8)
+CHECK_D_POOL = (1, 2, 3)
+CHECK_H_POOL = (1, 2, 4)
+
+
+def check_shapes() -> st.SearchStrategy[Shape]:
+    """The oracle's default shapes: :func:`shapes` over the ``CHECK_*_POOL`` pools."""
+    return shapes(N=CHECK_N_POOL, T=CHECK_T_POOL, D=CHECK_D_POOL, H=CHECK_H_POOL)
+
+
+def _normal(seed: int, shape: tuple[int, ...], std: float, dtype) -> np.ndarray:
+    return (np.random.default_rng(seed).standard_normal(shape) * std).astype(dtype)
+
+
+@st.composite
+def params(draw, D: int, H: int, dtype=np.float64, scale: float = 1.0) -> RNNParams:
+    """Random ``RNNParams(Wx (D, H), Wh (H, H), b (H,))`` of numpy arrays.
+
+    Same distribution as :func:`make_problem`: ``Normal(0, scale^2 / fan_in)``
+    weights and a small bias, drawn from one hypothesis-controlled seed.
+    """
+    seed = draw(seeds)
+    Wx = _normal(seed, (D, H), scale / np.sqrt(D), dtype)
+    Wh = _normal(seed + 1, (H, H), scale / np.sqrt(H), dtype)
+    return RNNParams(Wx, Wh, _normal(seed + 2, (H,), 0.1, dtype))
+
+
+@st.composite
+def sequences(draw, N: int, T: int, D: int, dtype=np.float64) -> np.ndarray:
+    """A random standard-normal input sequence ``x: (N, T, D)`` (numpy)."""
+    return _normal(draw(seeds), (N, T, D), 1.0, dtype)
