@@ -1,6 +1,6 @@
 """The ``jaxrnn`` command line (also ``python -m jaxrnn``).
 
-Subcommands: ``train`` (the main job), ``sample`` and ``demo``. Without a
+Subcommands: ``train`` (the main job), ``sample``, ``demo`` and ``check``. Without a
 subcommand, ``jaxrnn`` prints its help. Exit codes: 0 success, 1 failure,
 2 bad usage or input (argparse convention), 130 interrupted by Ctrl-C.
 """
@@ -11,6 +11,8 @@ import argparse
 import dataclasses
 import sys
 import time
+
+import numpy as np
 
 from . import _demo
 from ._config import GRADS, TrainConfig
@@ -60,7 +62,7 @@ def _add_train(sub) -> None:
         help=f"total optimizer steps, counting those before a resume (default: {_D.steps})",
     )
     opt("--lr", type=float, help=f"Adam learning rate (default: {_D.lr:g})")
-    opt("--clip", type=float, help=f"max global gradient norm (default: {_D.clip:g})")
+    opt("--clip", type=float, help=f"max global gradient norm (default: {_D.clip})")
     opt(
         "--grad",
         choices=GRADS,
@@ -133,7 +135,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _demo.add_arguments(demo)
     demo.set_defaults(func=_demo.run)
+    check = sub.add_parser(  # options are parsed by jaxrnn.testing's own parser
+        "check",
+        add_help=False,
+        prefix_chars="\0",
+        help="check your own forward/backward against jaxrnn's hand BPTT "
+        "(`jaxrnn check --help`; needs hypothesis)",
+    )
+    check.add_argument("argv", nargs=argparse.REMAINDER)
+    check.set_defaults(func=_check)
     return parser
+
+
+def _check(args: argparse.Namespace) -> int:
+    try:
+        from .testing._cli import main as check_main
+    except ImportError as e:  # hypothesis is an optional dependency
+        return _fail("check", f"{e}; install it with: pip install 'jaxrnn[testing]'", 1)
+    return check_main(args.argv, prog="jaxrnn check")
 
 
 def _fail(command: str, message: str, code: int = 2) -> int:
@@ -144,14 +163,14 @@ def _fail(command: str, message: str, code: int = 2) -> int:
 def _train(args: argparse.Namespace) -> int:
     from . import _rundir as rd
     from ._checkpoint import CheckpointError
-    from ._config import resume_config
+    from ._config import ConfigError, resume_config
     from ._data import CorpusError
     from ._train import MissingExtraError, train
 
-    given = {
+    given = {  # the options given on the command line (None: not given; flags: only if set)
         f.name: getattr(args, f.name)
         for f in dataclasses.fields(TrainConfig)
-        if getattr(args, f.name, None) not in (None, False)
+        if getattr(args, f.name, None) is not None and getattr(args, f.name) is not False
     }
     try:
         if args.resume:
@@ -175,14 +194,18 @@ def _train(args: argparse.Namespace) -> int:
                 flush=True,
             )
         result = train(config)
+    except KeyboardInterrupt:  # before the first step (loading, compiling): nothing to save
+        print("jaxrnn train: interrupted before training started", file=sys.stderr)
+        return 130
     except MissingExtraError as e:
         return _fail("train", str(e), 1)
-    except (CorpusError, CheckpointError, ValueError) as e:
+    except (CorpusError, CheckpointError, ConfigError) as e:
         return _fail("train", str(e))
     m = result.metrics
-    last = f"{m['train_bpc'][-1]:.3f}" if len(m["train_bpc"]) else "n/a"
+    n = min(len(m["train_bpc"]), 100)
+    train_bpc = f"{np.mean(m['train_bpc'][-n:]):.3f} bpc (mean of the last {n} steps)" if n else "-"
     print(
-        f"jaxrnn train: step {result.step}/{config.steps}: train {last} bpc, "
+        f"jaxrnn train: step {result.step}/{config.steps}: train {train_bpc}, "
         f"validation {result.val_bpc:.3f} bpc (unigram entropy {result.unigram_bpc:.3f}), "
         f"{result.elapsed_s:.0f}s, {result.tokens_per_s:,.0f} tokens/s; run: {result.run_dir}"
     )
