@@ -5,7 +5,9 @@ See MATH.md for the equations each function implements.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import convert as convert
 from . import diagnostics as diagnostics
+from . import model as model
 from . import reference as reference
 from ._activations import ACTIVATIONS as ACTIVATIONS
 from ._activations import Activation as Activation
@@ -13,9 +15,24 @@ from ._activations import get_activation as get_activation
 from ._bptt import rnn_backward as rnn_backward
 from ._cell import rnn_step_backward as rnn_step_backward
 from ._cell import rnn_step_forward as rnn_step_forward
+from ._layers import temporal_affine_backward as temporal_affine_backward
+from ._layers import temporal_affine_forward as temporal_affine_forward
+from ._layers import temporal_softmax_loss as temporal_softmax_loss
+from ._layers import word_embedding_backward as word_embedding_backward
+from ._layers import word_embedding_forward as word_embedding_forward
+from ._lengths import check_lengths as check_lengths
+from ._lengths import final_state as final_state
+from ._lengths import reverse_within_lengths as reverse_within_lengths
+from ._lengths import valid_mask as valid_mask
 from ._params import init_params as init_params
 from ._rnn import rnn as rnn
 from ._scan import rnn_forward as rnn_forward
+from ._stack import BiRNNParams as BiRNNParams
+from ._stack import StackCache as StackCache
+from ._stack import init_stack as init_stack
+from ._stack import stack_backward as stack_backward
+from ._stack import stack_forward as stack_forward
+from ._truncation import randomized_truncation as randomized_truncation
 from ._types import RNNCache as RNNCache
 from ._types import RNNParams as RNNParams
 from ._types import StepCache as StepCache

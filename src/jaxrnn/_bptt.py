@@ -46,6 +46,11 @@ def rnn_backward(dh: Array, cache: RNNCache) -> tuple[Array, Array, Array, Array
     ``jax.grad`` of the forward pass with ``lax.stop_gradient`` on the carried state
     entering steps k, 2k, ...
 
+    With ``carry_weights`` ``ξ`` in the cache (randomized truncation, Tallec &
+    Ollivier 2017, as in d2l): ``dnext_{t-1} = ξ_t (δ_t @ Wh^T)``; this is
+    ``jax.grad`` of the forward pass with the carried state entering step t
+    replaced by ``sg(h) + ξ_t (h - sg(h))`` (same value, gradient scaled by ``ξ_t``).
+
     Args:
       dh: ``(N, T, H)`` upstream gradient of the loss with respect to every
         hidden state (the ``dE_t/dh_t`` of MATH.md §3).
@@ -56,7 +61,7 @@ def rnn_backward(dh: Array, cache: RNNCache) -> tuple[Array, Array, Array, Array
       ``(D, H)``, ``(H, H)``, ``(H,)``. For T = 0 all are zero.
     """
     check_same_shape("rnn_backward", "dh", dh, "the cached h", cache.h)
-    if cache.lengths is not None or cache.truncation is not None:
+    if cache.lengths is not None or cache.truncation is not None or cache.carry_weights is not None:
         return _masked_backward(dh, cache)
     fprime = get_activation(cache.activation).deriv_from_output
     x, h0, Wx, Wh, h = cache.x, cache.h0, cache.Wx, cache.Wh, cache.h
@@ -97,15 +102,19 @@ def _masked_backward(dh: Array, cache: RNNCache) -> tuple[Array, Array, Array, A
     t = jnp.arange(T)
     cut = (t % k == 0) & (t > 0) if k is not None else jnp.zeros((T,), dtype=bool)  # (T,)
 
+    xi = cache.carry_weights
+    xi = jnp.ones((T,), h.dtype) if xi is None else xi  # (T,)
+
     def step(dnext, xs):
-        dh_t, h_t, m_t, cut_t = xs
+        dh_t, h_t, m_t, cut_t, xi_t = xs
         da_t = jnp.where(m_t, (dh_t + dnext) * fprime(h_t), jnp.zeros_like(h_t))  # §3, masked
         dprev = da_t @ Wh_T  # §3: W^T δ_t flows to t-1 ...
+        if cache.carry_weights is not None:
+            dprev = dprev * xi_t  # ... scaled by ξ_t ...
         return jnp.where(cut_t, jnp.zeros_like(dprev), dprev), da_t  # ... unless t starts a chunk
 
-    dh0, da_tm = scan_time(
-        step, jnp.zeros_like(h0), (dh.swapaxes(0, 1), h.swapaxes(0, 1), m, cut), reverse=True
-    )  # §3: dh0 = dnext_0
+    xs = (dh.swapaxes(0, 1), h.swapaxes(0, 1), m, cut, xi)
+    dh0, da_tm = scan_time(step, jnp.zeros_like(h0), xs, reverse=True)  # §3: dh0 = dnext_0
     da = da_tm.swapaxes(0, 1).reshape(N * T, H)  # (N*T, H)
     # h_{t-1}; zero rows of h at padding meet zero rows of da, so they add nothing
     h_prev = jnp.concatenate([h0[:, None], h], axis=1)[:, :T].reshape(N * T, H)

@@ -124,6 +124,19 @@ def check_lengths(fn: str, lengths: object, N: int, T: int) -> Array:
     return arr
 
 
+def check_carry_weights(fn: str, w: object, T: int, dtype) -> Array:
+    """Checks ``carry_weights: (T,)`` and casts it to the float ``dtype`` of the other arrays."""
+    arr = jnp.asarray(w)
+    if tuple(arr.shape) != (T,):
+        raise ValueError(
+            f"{fn}: carry_weights must have shape (T,) = ({T},), one factor per step, "
+            f"got {tuple(arr.shape)}"
+        )
+    if not (jnp.issubdtype(arr.dtype, jnp.floating) or jnp.issubdtype(arr.dtype, jnp.integer)):
+        raise TypeError(f"{fn}: carry_weights must be real numbers, got {arr.dtype}")
+    return arr.astype(dtype)
+
+
 def check_truncation(fn: str, truncation: object) -> None:
     """Checks ``truncation`` is ``None`` or a positive Python int (a static chunk length)."""
     if truncation is None:

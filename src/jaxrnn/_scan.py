@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from ._activations import get_activation
 from ._checks import (
+    check_carry_weights,
     check_dim,
     check_lengths,
     check_rank,
@@ -140,6 +141,7 @@ def _rnn_forward_general(
     Wh: Array,
     b: Array,
     lengths: Array | None,
+    carry_weights: Array | None,
     *,
     activation: str,
     truncation: int | None,
@@ -151,7 +153,9 @@ def _rnn_forward_general(
     else:
         lengths = check_lengths("rnn_forward", lengths, x.shape[0], x.shape[1])
         h = scan_hidden_masked(x, h0, Wx, Wh, b, activation, lengths)
-    return h, RNNCache(x, h0, Wx, Wh, h, activation, lengths, truncation)
+    if carry_weights is not None:
+        carry_weights = check_carry_weights("rnn_forward", carry_weights, x.shape[1], x.dtype)
+    return h, RNNCache(x, h0, Wx, Wh, h, activation, lengths, truncation, carry_weights)
 
 
 def rnn_forward(
@@ -164,6 +168,7 @@ def rnn_forward(
     activation: str = "tanh",
     lengths: Array | None = None,
     truncation: int | None = None,
+    carry_weights: Array | None = None,
 ) -> tuple[Array, RNNCache]:
     """Runs the RNN over a whole sequence with ``jax.lax.scan``.
 
@@ -191,13 +196,17 @@ def rnn_forward(
     Returns:
       ``(h, cache)``: ``h`` ``(N, T, H)`` holds ``h_1..h_T``; ``cache`` is an
       :class:`RNNCache` pytree (inputs and hidden states) for :func:`rnn_backward`.
+      carry_weights: optional ``(T,)`` factors ``ξ_t`` on the gradient that flows
+        from step t back to step t-1 (randomized truncation, Tallec & Ollivier 2017;
+        see :func:`jaxrnn.randomized_truncation`). Forward values do not change.
+        Zeros act as cuts; combined with ``truncation``, both apply.
       Both are jit-compiled (``activation`` and ``truncation`` are static).
     """
-    if lengths is None and truncation is None:  # the default path: the plain scan
+    if lengths is None and truncation is None and carry_weights is None:  # the default path
         return _rnn_forward(x, h0, Wx, Wh, b, activation=activation)
     check_truncation("rnn_forward", truncation)
     if lengths is not None:
         check_lengths_eagerly("rnn_forward", x, lengths)
     return _rnn_forward_general(
-        x, h0, Wx, Wh, b, lengths, activation=activation, truncation=truncation
+        x, h0, Wx, Wh, b, lengths, carry_weights, activation=activation, truncation=truncation
     )

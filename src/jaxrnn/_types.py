@@ -59,11 +59,12 @@ class RNNCache:
     activation: str = "tanh"  # static
     lengths: Array | None = None  # (N,) int valid lengths; None: every step is valid
     truncation: int | None = None  # static: BPTT cut every `truncation` steps; None: full
+    carry_weights: Array | None = None  # (T,) ξ_t scaling the gradient from step t to t-1
 
 
 for _cls, _data in (
     (StepCache, ["x", "prev_h", "Wx", "Wh", "next_h"]),
-    (RNNCache, ["x", "h0", "Wx", "Wh", "h", "lengths"]),
+    (RNNCache, ["x", "h0", "Wx", "Wh", "h", "lengths", "carry_weights"]),
 ):
     _meta = ["activation", "truncation"] if _cls is RNNCache else ["activation"]
     jax.tree_util.register_dataclass(_cls, data_fields=_data, meta_fields=_meta)

@@ -19,6 +19,7 @@ The numpy functions take and return ``numpy.ndarray``; shapes as in MATH.md §1.
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ._activations import get_activation
@@ -95,17 +96,46 @@ def rnn_backward(dh, cache):
     return dx, dprev_h, dWx, dWh, db
 
 
-def scan_rnn(x, h0, Wx, Wh, b, activation="tanh"):
+def scan_rnn(
+    x, h0, Wx, Wh, b, activation="tanh", *, lengths=None, truncation=None, carry_weights=None
+):
     """Naive JAX forward, for autodiff: ``h_t = f(x_t @ Wx + h_{t-1} @ Wh + b)`` (MATH.md §1).
 
     x: (N, T, D), h0: (N, H) -> h: (N, T, H). No validation, no custom_vjp:
     ``jax.grad`` of a loss of this function is plain reverse-mode autodiff.
+
+    ``lengths`` (N,): step t of row n is valid when ``t < lengths[n]``; the
+    carried state freezes after the last valid step and the output is zero at
+    padded steps. ``truncation`` k: ``lax.stop_gradient`` on the carried state
+    entering steps t = k, 2k, ... (the definition of truncated BPTT that
+    :func:`jaxrnn.rnn_backward` is tested against); forward values are unchanged.
+    ``carry_weights`` ξ (T,): the state entering step t becomes
+    ``sg(h) + ξ_t (h - sg(h))``, which scales the gradient through it by ξ_t.
     """
     f = get_activation(activation).fn
+    N, T = x.shape[:2]
+    t = jnp.arange(T)
+    cut = (t % truncation == 0) & (t > 0) if truncation else jnp.zeros((T,), dtype=bool)
+    if lengths is None:
+        m = jnp.ones((T, N, 1), dtype=bool)
+    else:
+        m = (jnp.arange(T, dtype=lengths.dtype)[:, None] < lengths[None, :])[:, :, None]
 
-    def step(h_prev, x_t):
+    xi = jnp.ones((T,), x.dtype) if carry_weights is None else carry_weights
+
+    def step(h_prev, xs):
+        x_t, m_t, cut_t, xi_t = xs
+        if carry_weights is not None:
+            sg = jax.lax.stop_gradient(h_prev)
+            h_prev = sg + xi_t * (h_prev - sg)
+        if truncation:
+            h_prev = jnp.where(cut_t, jax.lax.stop_gradient(h_prev), h_prev)
         h_t = f(x_t @ Wx + h_prev @ Wh + b[None])
-        return h_t, h_t
+        if lengths is None:
+            return h_t, h_t
+        return jnp.where(m_t, h_t, h_prev), jnp.where(m_t, h_t, jnp.zeros_like(h_t))
 
-    _, h = jax.lax.scan(step, h0, x.swapaxes(0, 1))  # (T, N, H)
+    if T == 0:
+        return jnp.zeros((N, 0, Wh.shape[0]), dtype=x.dtype)
+    _, h = jax.lax.scan(step, h0, (x.swapaxes(0, 1), m, cut, xi))  # (T, N, H)
     return h.swapaxes(0, 1)

@@ -1,0 +1,301 @@
+"""The document's full network: embedding -> L-layer (bi)RNN -> temporal affine -> softmax loss.
+
+``loss_and_grads`` is the hand-derived chain (MATH.md §6 -> §4 -> §3/§5 -> the
+embedding's scatter-add); ``loss`` is the same forward pass for
+``jax.value_and_grad``, either through :func:`jaxrnn.rnn` (``custom_vjp``, hand
+BPTT) or through :func:`jaxrnn.reference.scan_rnn` (plain autodiff).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ._cell import rnn_step_forward
+from ._checks import check_lengths, check_truncation
+from ._layers import (
+    _embedding_args,
+    _temporal_softmax_loss,
+    _word_embedding_forward,
+    check_ids,
+    int_array,
+    loss_weights,
+    temporal_affine_backward,
+    temporal_affine_forward,
+    word_embedding_backward,
+)
+from ._lengths import final_state, reverse_within_lengths, valid_mask
+from ._rnn import rnn
+from ._stack import (
+    BiRNNParams,
+    LayerParams,
+    check_hidden_sizes,
+    check_states,
+    init_stack,
+    layer_activations,
+    layer_size,
+    stack_backward,
+    stack_forward,
+    zero_states,
+)
+from .reference import scan_rnn
+
+Array = jax.Array
+
+
+class ModelParams(NamedTuple):
+    """All weights of the model, a pytree (``jax.tree.map`` applies an optimizer step)."""
+
+    embed: Array  # (vocab, E)  word embedding
+    layers: tuple[LayerParams, ...]  # layer l: RNNParams(Wx (in_l, H_l), Wh, b) or BiRNNParams
+    V: Array  # (H_top, K)  hidden-to-output (H_top = 2 H_L when bidirectional)
+    c: Array  # (K,)
+
+
+def init(
+    key: Array,
+    vocab_size: int,
+    hidden_sizes: Sequence[int],
+    output_size: int | None = None,
+    *,
+    embed_size: int | None = None,
+    bidirectional: bool = False,
+    dtype=jnp.float32,
+) -> ModelParams:
+    """Initialises :class:`ModelParams`.
+
+    ``embed ~ Normal(0, 1)`` of shape ``(vocab_size, E)`` with ``E = embed_size``
+    (default ``hidden_sizes[0]``); the RNN layers as :func:`jaxrnn.init_params`
+    (``Wx ~ N(0, 1/in_l)``, ``Wh`` orthogonal, ``b = 0``); ``V ~ N(0, 1/H_top)``,
+    ``c = 0``.
+
+    Args:
+      key: a ``jax.random`` key.
+      vocab_size: number of input tokens.
+      hidden_sizes: ``H_1..H_L`` (L >= 1).
+      output_size: K, the number of classes (default ``vocab_size``).
+      embed_size: E (default ``hidden_sizes[0]``).
+      bidirectional: every layer a :class:`BiRNNParams` (not for :func:`predict_step`).
+      dtype: float32 (default) or float64.
+    """
+    K = vocab_size if output_size is None else output_size
+    E = (hidden_sizes[0] if len(hidden_sizes) else 1) if embed_size is None else embed_size
+    for name, v in (("vocab_size", vocab_size), ("output_size", K), ("embed_size", E)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"init: {name} must be a positive int, got {v!r}")
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"init: dtype must be floating, got {jnp.dtype(dtype)}")
+    check_hidden_sizes(hidden_sizes)
+    return _init(key, vocab_size, tuple(hidden_sizes), K, E, bidirectional, jnp.dtype(dtype))
+
+
+@partial(jax.jit, static_argnums=(1, 2, 3, 4, 5, 6))
+def _init(key, vocab_size, hidden_sizes, K, E, bidirectional, dtype) -> ModelParams:
+    ke, kl, kv = jax.random.split(key, 3)
+    layers = init_stack(kl, E, hidden_sizes, bidirectional=bidirectional, dtype=dtype)
+    H_top = layer_size(layers[-1])
+    V = jax.random.normal(kv, (H_top, K), dtype) / jnp.sqrt(jnp.asarray(H_top, dtype))
+    return ModelParams(
+        jax.random.normal(ke, (vocab_size, E), dtype), layers, V, jnp.zeros((K,), dtype)
+    )
+
+
+def init_state(params: ModelParams, N: int) -> tuple[Array, ...]:
+    """Zero initial states, one ``(N, H_l)`` per layer (``(N, 2 H_l)`` bidirectional).
+
+    The carry of stateful chunked training: pass it as ``h0``, then pass each
+    call's returned ``hT`` as the next call's ``h0``.
+    """
+    return zero_states(params.layers, N)
+
+
+def _check_batch(fn: str, params: ModelParams, tokens, targets, h0, mask, lengths):
+    """Validates a batch (shapes always, token/target/length values when concrete)."""
+    tokens, _ = _embedding_args(fn, tokens, params.embed)
+    N, T = tokens.shape
+    targets = int_array(fn, "targets", targets, "N, T", shape=(N, T))
+    if lengths is not None:
+        lengths = check_lengths(fn, lengths, N, T)
+    w = loss_weights(fn, mask, N, T, params.V.dtype)
+    if lengths is not None:
+        w = w * valid_mask(lengths, T).astype(w.dtype)
+    check_ids(fn, "targets (where counted)", targets, params.V.shape[1], "K", where=w)
+    h0 = zero_states(params.layers, N) if h0 is None else check_states(fn, h0, params.layers, N)
+    return tokens, targets, h0, w, lengths
+
+
+def loss_and_grads(
+    params: ModelParams,
+    tokens: Array,
+    targets: Array,
+    *,
+    h0: Sequence[Array] | None = None,
+    mask: Array | None = None,
+    lengths: Array | None = None,
+    activations: str | Sequence[str] = "tanh",
+    truncation: int | None = None,
+    carry_weights: Array | None = None,
+) -> tuple[Array, ModelParams, tuple[Array, ...]]:
+    """The loss and its gradients by the hand-derived chain, jit-compiled.
+
+    Forward: embedding -> :func:`stack_forward` (§1) -> ``scores = h V + c`` ->
+    ``E = -(1/N) sum_{n,t} w[n,t] log softmax(scores)[y]`` (§6), with
+    ``w = mask * (t < lengths)``. Backward, by hand: ``dscores`` (§6) ->
+    ``dh = dscores V^T``, ``dV``, ``dc`` (§6) -> BPTT in each layer, ``dx`` of
+    layer l+1 as ``dh`` of layer l (§3, §4, §5) -> scatter-add into ``embed``.
+
+    Args:
+      params: :class:`ModelParams`.
+      tokens: ``(N, T)`` input token ids in ``[0, vocab)``.
+      targets: ``(N, T)`` target ids in ``[0, K)`` (ignored where the weight is 0).
+      h0: one initial state per layer (default zeros, see :func:`init_state`).
+      mask: optional ``(N, T)`` loss weights (bool or float).
+      lengths: optional ``(N,)`` valid lengths in ``[0, T]``; padded steps are
+        frozen in every layer and excluded from the loss.
+      activations: one name for all layers or one per layer.
+      truncation: optional truncated-BPTT chunk length k (gradient stops at t = k, 2k, ...;
+        a bidirectional layer's backward RNN counts its chunks in reversed time).
+      carry_weights: optional ``(T,)`` randomized-truncation factors ``ξ_t`` on the
+        gradient from step t to t-1 in every layer (:func:`jaxrnn.randomized_truncation`).
+
+    Token, target and length values are checked when concrete (``ValueError``).
+    Under an outer ``jax.jit`` they are not: out-of-range tokens/targets are
+    clamped by JAX's indexing, lengths act as clipped to ``[0, T]``; use
+    :func:`jaxrnn.check_lengths` with ``checkify`` to check them there.
+
+    Returns:
+      ``(loss, grads, hT)``: scalar, :class:`ModelParams` of gradients, and each
+      layer's final state (its last valid state), to pass as the next ``h0``.
+    """
+    fn = "loss_and_grads"
+    check_truncation(fn, truncation)
+    acts = layer_activations(activations, len(params.layers))
+    tokens, targets, h0, w, lengths = _check_batch(fn, params, tokens, targets, h0, mask, lengths)
+    return _loss_and_grads(params, tokens, targets, h0, w, lengths, carry_weights, acts, truncation)
+
+
+@partial(jax.jit, static_argnums=(7, 8))
+def _loss_and_grads(params, tokens, targets, h0, w, lengths, carry_weights, acts, truncation):
+    x, ec = _word_embedding_forward(tokens, params.embed)  # (N, T, E)
+    kw = dict(activations=acts, lengths=lengths, truncation=truncation, carry_weights=carry_weights)
+    h, hT, sc = stack_forward(x, h0, params.layers, **kw)
+    scores, ac = temporal_affine_forward(h, params.V, params.c)  # §6: (N, T, K)
+    loss, dscores = _temporal_softmax_loss(scores, targets, w)  # §6
+    dh, dV, dc = temporal_affine_backward(dscores, ac)  # §6: dh_t = dscores_t V^T
+    dx, _, dlayers = stack_backward(dh, sc)  # §4, §3, §5
+    dembed = word_embedding_backward(dx, ec)  # scatter-add
+    return loss, ModelParams(dembed, dlayers, dV, dc), hT
+
+
+def loss(
+    params: ModelParams,
+    tokens: Array,
+    targets: Array,
+    *,
+    h0: Sequence[Array] | None = None,
+    mask: Array | None = None,
+    lengths: Array | None = None,
+    activations: str | Sequence[str] = "tanh",
+    truncation: int | None = None,
+    carry_weights: Array | None = None,
+    grad: str = "hand",
+) -> tuple[Array, tuple[Array, ...]]:
+    """The model's loss as a differentiable function: ``jax.value_and_grad(loss, has_aux=True)``.
+
+    The same forward pass and normalisation as :func:`loss_and_grads`, written
+    with ``jnp`` ops so JAX differentiates it. ``grad`` picks the sequence layer:
+
+    - ``"hand"``: :func:`jaxrnn.rnn`, whose ``custom_vjp`` runs the hand-derived BPTT
+      (the embedding, affine and loss are differentiated by autodiff);
+    - ``"autodiff"``: :func:`jaxrnn.reference.scan_rnn`, plain reverse-mode autodiff
+      (truncation as ``lax.stop_gradient`` on the carried state at t = k, 2k, ...).
+
+    Args:
+      As :func:`loss_and_grads`, plus ``grad``.
+
+    Returns:
+      ``(loss, hT)``: the scalar loss and each layer's final state (auxiliary output).
+    """
+    fn = "loss"
+    if grad not in ("hand", "autodiff"):
+        raise ValueError(f"{fn}: grad must be 'hand' or 'autodiff', got {grad!r}")
+    check_truncation(fn, truncation)
+    acts = layer_activations(activations, len(params.layers))
+    tokens, targets, h0, w, lengths = _check_batch(fn, params, tokens, targets, h0, mask, lengths)
+    return _loss(params, tokens, targets, h0, w, lengths, carry_weights, acts, truncation, grad)
+
+
+def _sequence_fn(grad: str, act: str, lengths, truncation, xi):
+    kw = dict(lengths=lengths, truncation=truncation, carry_weights=xi)
+    if grad == "hand":
+        return lambda x, h0, p: rnn(x, h0, *p, activation=act, **kw)
+    return lambda x, h0, p: scan_rnn(x, h0, *p, act, **kw)
+
+
+@partial(jax.jit, static_argnums=(7, 8, 9))
+def _loss(params, tokens, targets, h0, w, lengths, xi, acts, truncation, grad):
+    h, hT = params.embed[tokens], []  # (N, T, E)
+    for p, s, act in zip(params.layers, h0, acts, strict=True):
+        seq = _sequence_fn(grad, act, lengths, truncation, xi)
+        if isinstance(p, BiRNNParams):
+            H = p.fwd.Wh.shape[0]
+            hf = seq(h, s[:, :H], p.fwd)
+            hb = seq(reverse_within_lengths(h, lengths), s[:, H:], p.bwd)
+            hT.append(
+                jnp.concatenate(
+                    [final_state(hf, s[:, :H], lengths), final_state(hb, s[:, H:], lengths)], -1
+                )
+            )
+            h = jnp.concatenate([hf, reverse_within_lengths(hb, lengths)], axis=-1)
+        else:
+            h = seq(h, s, p)
+            hT.append(final_state(h, s, lengths))
+    N, T, Hs = h.shape
+    K = params.V.shape[1]
+    scores = (h.reshape(N * T, Hs) @ params.V + params.c[None]).reshape(N, T, K)
+    logp = jax.nn.log_softmax(scores, axis=-1)
+    picked = jnp.take_along_axis(logp, targets[:, :, None], axis=-1)[:, :, 0]  # (N, T)
+    inv_n = jnp.asarray(1 / max(N, 1), logp.dtype)
+    return -(w * picked).sum() * inv_n, tuple(jax.lax.stop_gradient(s) for s in hT)
+
+
+def predict_step(
+    params: ModelParams,
+    tokens: Array,
+    state: Sequence[Array],
+    *,
+    activations: str | Sequence[str] = "tanh",
+) -> tuple[Array, tuple[Array, ...]]:
+    """One step of the model, for sampling: ``scores_t`` from ``tokens_t`` and the state.
+
+    Args:
+      params: unidirectional :class:`ModelParams`.
+      tokens: ``(N,)`` token ids.
+      state: one ``(N, H_l)`` state per layer (from :func:`init_state` or ``hT``).
+      activations: one name for all layers or one per layer.
+
+    Returns:
+      ``(scores, new_state)``: ``(N, K)`` unnormalised log-probabilities and the
+      new states.
+    """
+    fn = "predict_step"
+    if any(isinstance(p, BiRNNParams) for p in params.layers):
+        raise ValueError(f"{fn}: a bidirectional model reads the whole sequence; it cannot step")
+    acts = layer_activations(activations, len(params.layers))
+    tok = int_array(fn, "tokens", tokens, "N")
+    check_ids(fn, "tokens", tok, params.embed.shape[0], "the vocabulary size")
+    state = check_states(fn, state, params.layers, tok.shape[0])
+    return _predict_step(params, tok, state, acts)
+
+
+@partial(jax.jit, static_argnums=(3,))
+def _predict_step(params, tokens, state, acts):
+    x, new = params.embed[tokens], []  # (N, E)
+    for p, s, act in zip(params.layers, state, acts, strict=True):
+        x, _ = rnn_step_forward(x, s, *p, activation=act)  # §1
+        new.append(x)
+    return x @ params.V + params.c[None], tuple(new)  # §6: (N, K)
