@@ -112,6 +112,7 @@ def plot_metrics(path: str | os.PathLike, cols: dict[str, np.ndarray], unigram_b
         ok = ~np.isnan(val)
         ax.plot(step[ok], val[ok], "o-", ms=3, color="C1", label="validation")
     ax.axhline(unigram_bpc, ls="--", color="gray", lw=1, label=f"unigram {unigram_bpc:.2f}")
+    ax.set_title("jaxrnn train: bits per character (lower is better)")
     ax.set_xlabel("step")
     ax.set_ylabel("bits per character")
     ax.grid(alpha=0.3)
