@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from ._activations import get_activation
 from ._checks import check_same_shape
 from ._lengths import valid_mask
-from ._scan import scan_time
+from ._scan import index_time, loop_time, scan_time, update_time
 from ._types import RNNCache
 
 Array = jax.Array
@@ -21,7 +21,8 @@ Array = jax.Array
 def rnn_backward(dh: Array, cache: RNNCache) -> tuple[Array, Array, Array, Array, Array]:
     """Backpropagation through time for :func:`rnn_forward`, derived by hand.
 
-    Implements MATH.md §3 (along time) as a reverse ``lax.scan``, for t = T..1::
+    Implements MATH.md §3 (along time) as a reverse loop (``lax.fori_loop`` with static
+    bounds, i.e. a ``lax.scan``, on batch-major arrays: no transposes), for t = T..1::
 
         da_t        = (dh_t + dnext_t) * f'(a_t)     # f' from the stored h_t
         dnext_{t-1} = da_t @ Wh^T                    # dnext_T = 0
@@ -69,16 +70,15 @@ def rnn_backward(dh: Array, cache: RNNCache) -> tuple[Array, Array, Array, Array
     H = h0.shape[-1]
     Wh_T = Wh.T  # materialised once, outside the loop
 
-    def step(dnext, dh_h_t):
-        dh_t, h_t = dh_h_t
+    def step(t, carry):
+        dnext, da = carry
+        dh_t, h_t = index_time(dh, t), index_time(h, t)  # (N, H) rows of step t
         da_t = (dh_t + dnext) * fprime(h_t)  # §3: δ_t = (∂E_t/∂h_t + W^T δ_{t+1}) ⊙ f'(a_t)
-        return da_t @ Wh_T, da_t  # §3: W^T δ_t flows to t-1
+        return da_t @ Wh_T, update_time(da, da_t, t)  # §3: W^T δ_t flows to t-1
 
-    # Time-major (T, N, H) so the scan walks the leading axis.
-    dh0, da_tm = scan_time(
-        step, jnp.zeros_like(h0), (dh.swapaxes(0, 1), h.swapaxes(0, 1)), reverse=True
-    )  # §3: dh0 = dnext_0
-    da = da_tm.swapaxes(0, 1).reshape(N * T, H)  # (N*T, H), rows aligned with x and h_prev
+    # Batch-major throughout: step t reads dh[:, t], h[:, t] and writes da[:, t] in place.
+    dh0, da = loop_time(step, (jnp.zeros_like(h0), jnp.zeros_like(h)), T, reverse=True)
+    da = da.reshape(N * T, H)  # (N*T, H), rows aligned with x and h_prev; §3: dh0 = dnext_0
     h_prev = jnp.concatenate([h0[:, None], h], axis=1)[:, :T].reshape(N * T, H)  # h_{t-1}
     dx = (da @ Wx.T).reshape(N, T, D)  # §5: dx_t = δ_t @ Wx^T
     dWx = x.reshape(N * T, D).T @ da  # §5: dWx = Σ_t x_t^T δ_t

@@ -71,24 +71,53 @@ def scan_time(step, init, xs, *, reverse: bool = False):
     return init, jax.tree_util.tree_map(lambda s: jnp.zeros((0, *s.shape), s.dtype), y_spec)
 
 
+def loop_time(step, init, T: int, *, reverse: bool = False):
+    """``for t in range(T)`` (or reversed): ``carry = step(t, carry)``; returns the carry.
+
+    A ``lax.fori_loop`` with static bounds (which JAX lowers to a ``lax.scan``)
+    whose index is the step's time ``t``, so the body can read and write slice
+    ``[:, t]`` of batch-major ``(N, T, ...)`` arrays in place: no time-major
+    transposed copies. T = 0 returns ``init`` (``disable_jit`` cannot run a
+    zero-length loop).
+    """
+    if T == 0:
+        return init
+    if reverse:
+        return jax.lax.fori_loop(0, T, lambda i, carry: step(T - 1 - i, carry), init)
+    return jax.lax.fori_loop(0, T, step, init)
+
+
+def index_time(a: Array, t) -> Array:
+    """``a[:, t]`` of a batch-major ``(N, T, ...)`` array, for a traced ``t``."""
+    return jax.lax.dynamic_index_in_dim(a, t, axis=1, keepdims=False, allow_negative_indices=False)
+
+
+def update_time(a: Array, a_t: Array, t) -> Array:
+    """``a.at[:, t].set(a_t)`` for a traced ``t`` (in place inside a loop)."""
+    return jax.lax.dynamic_update_index_in_dim(a, a_t, t, axis=1, allow_negative_indices=False)
+
+
 def scan_hidden(x: Array, h0: Array, Wx: Array, Wh: Array, b: Array, activation: str) -> Array:
     """The recurrence of MATH.md §1 over all steps; returns ``h: (N, T, H)``.
 
-    The input projection ``x @ Wx + b`` is one ``(T*N, D) @ (D, H)`` matmul on
-    time-major rows outside the loop; only ``h_{t-1} @ Wh`` and ``f`` run inside it.
+    The input projection ``x @ Wx + b`` is one ``(N*T, D) @ (D, H)`` matmul on
+    the rows as stored (no transpose) outside the loop; the loop then overwrites
+    that buffer in place, step t reading ``[:, t]`` and writing ``h_t`` there, so
+    the forward pass holds one ``(N, T, H)`` buffer. Only ``h_{t-1} @ Wh`` and
+    ``f`` run inside the loop.
     """
     f = get_activation(activation).fn
     N, T, D = x.shape
     H = Wh.shape[0]
-    x_tm = x.swapaxes(0, 1).reshape(T * N, D)  # (T*N, D), time-major rows
-    xw = (x_tm @ Wx + b[None]).reshape(T, N, H)  # §1: x_t @ Wx + b for every t
+    xw = (x.reshape(N * T, D) @ Wx + b[None]).reshape(N, T, H)  # §1: x_t @ Wx + b for every t
 
-    def step(h_prev, xw_t):
-        h_t = f(xw_t + h_prev @ Wh)  # §1: h_t = f(a_t), a_t = x_t Wx + h_{t-1} Wh + b
-        return h_t, h_t
+    def step(t, carry):
+        h_prev, h = carry  # h[:, :t] = h_1..h_t-1 (done), h[:, t:] = x Wx + b (to do)
+        h_t = f(index_time(h, t) + h_prev @ Wh)  # §1: h_t = f(a_t), a_t = x_t Wx + h_{t-1} Wh + b
+        return h_t, update_time(h, h_t, t)
 
-    _, h_tm = scan_time(step, h0, xw)  # (T, N, H)
-    return h_tm.swapaxes(0, 1)  # (N, T, H)
+    _, h = loop_time(step, (h0, xw), T)
+    return h  # (N, T, H)
 
 
 def scan_hidden_masked(
