@@ -158,6 +158,21 @@ def section_shape(
         out += [bl.table(head, rows), ""]
         if title.startswith("forward +"):
             results = times
+    # Head to head: only the two programs the targets compare, in the rotation. Other
+    # libraries' thread pools and cache footprints slow whatever runs after them (the
+    # small shape is hit hardest), so the targets are judged on this pair alone.
+    pair = {HAND: grad_runs[HAND], BASE: grad_runs[BASE]}
+    h2h = bl.interleave(
+        pair, budget_s=mode.budget_s, min_reps=mode.min_reps, max_reps=mode.max_reps
+    )
+    results["head to head"] = bl.paired_ratio(h2h[BASE], h2h[HAND])
+    out += [
+        f"head to head (only these two in the rotation, {len(h2h[HAND])} rounds): "
+        f"{HAND} {bl.ms(sorted(h2h[HAND])[len(h2h[HAND]) // 2])} ms, "
+        f"{BASE} {bl.ms(sorted(h2h[BASE])[len(h2h[BASE]) // 2])} ms: "
+        f"speedup {results['head to head']:.2f}x",
+        "",
+    ]
     out += ["first call and memory (XLA `compiled.memory_analysis()`):", "", compile_table, ""]
     out += [f"*{n}*" for n in notes]
     out += [f"load average after this shape: {bl.load()}", ""]
@@ -165,13 +180,18 @@ def section_shape(
 
 
 def targets_table(all_times: dict[Shape, dict]) -> str:
-    """Targets of issue 5 against the measured paired speedups."""
+    """Targets of issue 5 against the measured paired speedups.
+
+    The status is judged on the head-to-head rotation (hand and baseline only); the
+    all-library rotation's speedup is shown beside it.
+    """
     rows = []
     for shape, times in all_times.items():
-        hand = bl.paired_ratio(times[BASE], times[HAND])
+        hand = times["head to head"]
         target = TARGETS.get(shape)
         row = [",".join(map(str, shape)), f">= {target}x" if target else "-", f"{hand:.2f}x"]
         row.append(("met" if hand >= target else "MISSED") if target else "-")
+        row.append(f"{bl.paired_ratio(times[BASE], times[HAND]):.2f}x")
         for other in ("torch", "flax"):
             name = next((n for n in times if n.startswith(other)), None)
             if name is None:
@@ -181,7 +201,8 @@ def targets_table(all_times: dict[Shape, dict]) -> str:
             vs_hand = bl.paired_ratio(times[name], times[HAND])  # > 1: hand is faster
             row.append(f"{vs_base:.2f}x; hand {vs_hand:.2f}x faster")
         rows.append(row)
-    head = ["N,T,D,H", "target", "hand speedup", "status", "torch vs baseline", "flax vs baseline"]
+    head = ["N,T,D,H", "target", "hand speedup (head to head)", "status"]
+    head += ["hand speedup (all-library rotation)", "torch vs baseline", "flax vs baseline"]
     return bl.table(head, rows)
 
 
