@@ -7,7 +7,7 @@ from functools import partial
 import jax
 
 from ._activations import get_activation
-from ._checks import check_dim, check_rank, check_same_shape, check_weights, float_arrays
+from ._checks import check_rnn_args, check_same_shape
 from ._types import StepCache
 
 Array = jax.Array
@@ -35,33 +35,8 @@ def rnn_step_forward(
     """
     fn = "rnn_step_forward"
     act = get_activation(activation)
-    x, prev_h, Wx, Wh, b = float_arrays(fn, x=x, prev_h=prev_h, Wx=Wx, Wh=Wh, b=b)
-    D, H = check_weights(fn, Wx, Wh, b)
-    check_rank(fn, "x", x, "N, D")
-    check_rank(fn, "prev_h", prev_h, "N, H")
-    check_dim(
-        fn,
-        "x.shape[-1] must equal Wx.shape[0] (input size D)",
-        D,
-        x.shape[-1],
-        x=x.shape,
-        Wx=Wx.shape,
-    )
-    check_dim(
-        fn,
-        "prev_h.shape[-1] must equal the hidden size H",
-        H,
-        prev_h.shape[-1],
-        prev_h=prev_h.shape,
-        Wh=Wh.shape,
-    )
-    check_dim(
-        fn,
-        "prev_h.shape[0] must equal x.shape[0] (batch size N)",
-        x.shape[0],
-        prev_h.shape[0],
-        x=x.shape,
-        prev_h=prev_h.shape,
+    x, prev_h, Wx, Wh, b = check_rnn_args(
+        fn, x, prev_h, Wx, Wh, b, x_layout="N, D", h_name="prev_h"
     )
     next_h = act.fn(x @ Wx + prev_h @ Wh + b[None])  # §1: h_t = f(a_t)
     return next_h, StepCache(x, prev_h, Wx, Wh, next_h, act.name)

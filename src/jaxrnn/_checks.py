@@ -76,6 +76,28 @@ def check_weights(fn: str, Wx: Array, Wh: Array, b: Array) -> tuple[int, int]:
     return Wx.shape[0], H
 
 
+def check_rnn_args(
+    fn: str, x: object, h: object, Wx: object, Wh: object, b: object, *, x_layout: str, h_name: str
+) -> tuple[Array, Array, Array, Array, Array]:
+    """Validates ``x: (N, [T,] D)``, ``h: (N, H)`` (named ``h_name``) and the weights.
+
+    Shared by the step (``x_layout="N, D"``, ``h_name="prev_h"``) and sequence
+    (``"N, T, D"``, ``"h0"``) functions. Returns the arguments as JAX arrays of
+    one float dtype.
+    """
+    x, h, Wx, Wh, b = float_arrays(fn, **{"x": x, h_name: h, "Wx": Wx, "Wh": Wh, "b": b})
+    D, H = check_weights(fn, Wx, Wh, b)
+    check_rank(fn, "x", x, x_layout)
+    check_rank(fn, h_name, h, "N, H")
+    check_dim(fn, "x.shape[-1] must equal Wx.shape[0] (input size D)", D, x.shape[-1],
+              x=x.shape, Wx=Wx.shape)  # fmt: skip
+    check_dim(fn, f"{h_name}.shape[-1] must equal the hidden size H", H, h.shape[-1],
+              **{h_name: h.shape}, Wh=Wh.shape)  # fmt: skip
+    check_dim(fn, f"{h_name}.shape[0] must equal x.shape[0] (batch size N)", x.shape[0],
+              h.shape[0], x=x.shape, **{h_name: h.shape})  # fmt: skip
+    return x, h, Wx, Wh, b
+
+
 def check_same_shape(fn: str, name: str, arr: Array, ref_name: str, ref: Array) -> None:
     """Checks ``arr.shape == ref.shape`` and ``arr.dtype == ref.dtype`` (upstream gradients)."""
     if tuple(arr.shape) != tuple(ref.shape):

@@ -10,12 +10,9 @@ import jax.numpy as jnp
 from ._activations import get_activation
 from ._checks import (
     check_carry_weights,
-    check_dim,
     check_lengths,
-    check_rank,
+    check_rnn_args,
     check_truncation,
-    check_weights,
-    float_arrays,
 )
 from ._lengths import valid_mask
 from ._types import RNNCache
@@ -30,30 +27,7 @@ def check_sequence_args(
 
     Returns the arguments as JAX arrays of one float dtype.
     """
-    x, h0, Wx, Wh, b = float_arrays(fn, x=x, h0=h0, Wx=Wx, Wh=Wh, b=b)
-    D, H = check_weights(fn, Wx, Wh, b)
-    check_rank(fn, "x", x, "N, T, D")
-    check_rank(fn, "h0", h0, "N, H")
-    check_dim(
-        fn,
-        "x.shape[-1] must equal Wx.shape[0] (input size D)",
-        D,
-        x.shape[-1],
-        x=x.shape,
-        Wx=Wx.shape,
-    )
-    check_dim(
-        fn, "h0.shape[-1] must equal the hidden size H", H, h0.shape[-1], h0=h0.shape, Wh=Wh.shape
-    )
-    check_dim(
-        fn,
-        "h0.shape[0] must equal x.shape[0] (batch size N)",
-        x.shape[0],
-        h0.shape[0],
-        x=x.shape,
-        h0=h0.shape,
-    )
-    return x, h0, Wx, Wh, b
+    return check_rnn_args(fn, x, h0, Wx, Wh, b, x_layout="N, T, D", h_name="h0")
 
 
 def scan_time(step, init, xs, *, reverse: bool = False):
