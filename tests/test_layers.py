@@ -156,3 +156,12 @@ def test_layer_bad_inputs():
         jaxrnn.temporal_softmax_loss(s, np.zeros((3, 2), int))
     with pytest.raises(ValueError, match=r"mask must have shape \(N, T\) = \(2, 3\), got \(2, 2\)"):
         jaxrnn.temporal_softmax_loss(s, np.zeros((2, 3), int), np.ones((2, 2)))
+
+
+def test_embedding_backward_rejects_a_transposed_dout():
+    _, cache = jaxrnn.word_embedding_forward(np.array([[0, 1, 2], [2, 1, 0]]), jnp.ones((3, 5)))
+    with pytest.raises(
+        ValueError,
+        match=r"dout.shape\[:2\] must equal tokens.shape.*Expected \(2, 3\), got \(3, 2\)",
+    ):
+        jaxrnn.word_embedding_backward(jnp.ones((3, 2, 5)), cache)

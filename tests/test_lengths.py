@@ -148,3 +148,31 @@ def test_lengths_under_jit_and_checkify():
     assert "lengths must lie in [0, T] = [0, 3], got min 1, max 4" in err.get()
     with pytest.raises(ValueError, match=r"check_lengths: lengths must lie in \[0, T\] = \[0, 3\]"):
         jaxrnn.check_lengths(np.array([-2]), 3)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.int64])
+def test_narrow_integer_lengths_do_not_wrap(dtype):
+    """Lengths of any integer dtype mean the same: no wrap-around of arange(T) or clip(., 0, T)."""
+    T = 200 if dtype == np.int8 else 300
+    p = rs.make_problem(rs.Shape(2, T, 2, 2), 4, "tanh")
+    lengths = np.array([5, 0], dtype)
+    want = np.array([5, 0], np.int32)
+    h = jaxrnn.rnn(*p.args, lengths=lengths)
+    assert np.array_equal(h, jaxrnn.rnn(*p.args, lengths=want))
+    assert int((np.abs(np.asarray(h)).sum(-1) > 0).sum()) == 5  # 5 valid steps, then zeros
+    assert int(jaxrnn.valid_mask(lengths, T).sum()) == 5
+    rev = jaxrnn.reverse_within_lengths(jnp.arange(T)[None].repeat(2, 0), lengths)
+    assert list(rev[0, :7]) == [4, 3, 2, 1, 0, 5, 6]
+    np.testing.assert_array_equal(
+        jaxrnn.final_state(h, p.h0, lengths), jaxrnn.final_state(h, p.h0, want)
+    )
+
+
+def test_length_helpers_validate():
+    h = jnp.zeros((2, 3, 4))
+    with pytest.raises(ValueError, match=r"final_state: lengths must have shape \(N,\) = \(2,\)"):
+        jaxrnn.final_state(h, h[:, 0], [1, 2, 3])
+    with pytest.raises(ValueError, match=r"valid_mask: lengths must have an integer dtype"):
+        jaxrnn.valid_mask(np.array([1.0, 2.0]), 3)
+    with pytest.raises(ValueError, match=r"reverse_within_lengths: lengths must lie in \[0, T\]"):
+        jaxrnn.reverse_within_lengths(h, np.array([1, 4]))

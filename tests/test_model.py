@@ -240,3 +240,26 @@ def test_model_bad_inputs():
         model.predict_step(b, np.array([0]), model.init_state(b, 1))
     with pytest.raises(ValueError, match=r"init: embed_size must be a positive int, got 0"):
         model.init(jax.random.PRNGKey(0), 5, [3], embed_size=0)
+
+
+@pytest.mark.parametrize("grad", ["hand", "autodiff"])
+def test_masked_out_of_range_targets_are_ignored_by_every_path(grad):
+    """Padding targets such as -100 or K at masked positions: same finite loss on every path."""
+    p = model.init(jax.random.PRNGKey(1), 5, [3], 4, dtype=jnp.float64)
+    tok = np.array([[1, 2, 3], [4, 0, 1]])
+    tgt = np.array([[0, 1, -100], [2, 4, 4]])  # -100 and K=4 only where not counted
+    lengths = np.array([2, 1])
+    want, grads, _ = model.loss_and_grads(p, tok, tgt, lengths=lengths)
+    (got, _), g2 = jax.value_and_grad(model.loss, has_aux=True)(
+        p, tok, tgt, lengths=lengths, grad=grad
+    )
+    assert np.isfinite(float(want)) and float(got) == pytest.approx(float(want), rel=1e-12)
+    for a, b in zip(jax.tree_util.tree_leaves(g2), jax.tree_util.tree_leaves(grads), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_init_rejects_an_int_for_hidden_sizes():
+    with pytest.raises(
+        ValueError, match=r"hidden_sizes must be a non-empty sequence of ints, got 8"
+    ):
+        model.init(jax.random.PRNGKey(0), 5, 8)

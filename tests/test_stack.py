@@ -150,3 +150,9 @@ def test_init_stack_and_errors():
         jaxrnn.stack_forward(x, h0, layers, activations=("tanh",) * 3)
     with pytest.raises(ValueError, match=r"unknown activation 'gelu'"):
         jaxrnn.stack_forward(x, h0, layers, activations=("tanh", "gelu"))
+    with pytest.raises(ValueError, match=r"stack_forward: h0 must hold one state per layer"):
+        jaxrnn.stack_forward(x, h0[:1], layers)
+    with pytest.raises(
+        ValueError, match=r"stack_forward: h0\[0\] must have shape \(N, H_0\) = \(1, 8\)"
+    ):
+        jaxrnn.stack_forward(x, (np.zeros((1, 4)), h0[1]), layers)

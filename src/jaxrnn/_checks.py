@@ -116,8 +116,10 @@ def is_concrete(x: object) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
-def check_lengths(fn: str, lengths: object, N: int, T: int) -> Array:
+def check_lengths(fn: str, lengths: object, N: int | None, T: int) -> Array:
     """Checks ``lengths: (N,)`` integer; when its values are concrete, ``0 <= lengths <= T``.
+
+    ``N=None`` accepts any 1-D shape. Returns the lengths as an int32 array.
 
     Under ``jax.jit`` the values are tracers and only the shape and dtype are
     checked here (see :func:`jaxrnn.check_lengths` for an opt-in ``checkify`` check).
@@ -134,16 +136,17 @@ def check_lengths(fn: str, lengths: object, N: int, T: int) -> Array:
         ) from e
     if not jnp.issubdtype(arr.dtype, jnp.integer):
         raise ValueError(f"{fn}: lengths must have an integer dtype, got {arr.dtype}")
-    if tuple(arr.shape) != (N,):
+    if (arr.ndim != 1) if N is None else (tuple(arr.shape) != (N,)):
         raise ValueError(
-            f"{fn}: lengths must have shape (N,) = ({N},), one length per sequence, "
-            f"got {tuple(arr.shape)}"
+            f"{fn}: lengths must have shape (N,) = ({'N' if N is None else N},), one length "
+            f"per sequence, got {tuple(arr.shape)}"
         )
     if is_concrete(arr) and arr.size:
         lo, hi = int(arr.min()), int(arr.max())
         if lo < 0 or hi > T:
             raise ValueError(f"{fn}: lengths must lie in [0, T] = [0, {T}], got min {lo}, max {hi}")
-    return arr
+    # int32 whatever came in: narrower integers would wrap in arange(T) and clip(·, 0, T)
+    return arr.astype(jnp.int32)
 
 
 def check_carry_weights(fn: str, w: object, T: int, dtype) -> Array:

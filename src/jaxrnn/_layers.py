@@ -115,14 +115,11 @@ def word_embedding_backward(dout: Array, cache: EmbedCache) -> Array:
     """
     N, T = cache.tokens.shape
     check_rank("word_embedding_backward", "dout", dout, "N, T, E")
-    check_dim(
-        "word_embedding_backward",
-        "dout.shape[:2] must equal tokens.shape (N, T)",
-        N * T,
-        dout.shape[0] * dout.shape[1],
-        dout=dout.shape,
-        tokens=cache.tokens.shape,
-    )
+    if tuple(dout.shape[:2]) != (N, T):
+        raise ValueError(
+            f"word_embedding_backward: dout.shape[:2] must equal tokens.shape (N, T). "
+            f"Expected {(N, T)}, got {tuple(dout.shape[:2])} (dout: {tuple(dout.shape)})"
+        )
     E = dout.shape[-1]
     dW = jnp.zeros((cache.vocab_size, E), dout.dtype)
     return dW.at[cache.tokens.reshape(N * T)].add(dout.reshape(N * T, E))  # scatter-add

@@ -21,7 +21,8 @@ Array = jax.Array
 
 def valid_mask(lengths: Array, T: int) -> Array:
     """``mask[n, t] = t < lengths[n]``: ``(N, T)`` bool from ``(N,)`` integer lengths."""
-    return jnp.arange(T, dtype=lengths.dtype)[None, :] < lengths[:, None]
+    lengths = _check_lengths("valid_mask", lengths, None, T)  # (N,) int32
+    return jnp.arange(T, dtype=jnp.int32)[None, :] < lengths[:, None]
 
 
 def reverse_within_lengths(x: Array, lengths: Array | None) -> Array:
@@ -42,8 +43,9 @@ def reverse_within_lengths(x: Array, lengths: Array | None) -> Array:
     if lengths is None:
         return jnp.flip(x, axis=1)
     N, T = x.shape[:2]
+    lengths = _check_lengths("reverse_within_lengths", lengths, N, T)  # (N,) int32
     lengths = jnp.clip(lengths, 0, T)  # unchecked traced values act as clipped (see check_lengths)
-    t = jnp.arange(T, dtype=lengths.dtype)[None, :]  # (1, T)
+    t = jnp.arange(T, dtype=jnp.int32)[None, :]  # (1, T)
     idx = jnp.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)  # (N, T)
     idx = idx.reshape(N, T, *([1] * (x.ndim - 2)))
     return jnp.take_along_axis(x, idx, axis=1)
@@ -65,6 +67,7 @@ def final_state(h: Array, h0: Array, lengths: Array | None = None) -> Array:
     T = h.shape[1]
     if lengths is None:
         return h[:, T - 1] if T else h0
+    lengths = _check_lengths("final_state", lengths, h.shape[0], T)  # (N,) int32
     if not T:
         return h0
     idx = jnp.clip(lengths - 1, 0, T - 1)[:, None, None]  # (N, 1, 1)

@@ -82,14 +82,14 @@ def init(
       bidirectional: every layer a :class:`BiRNNParams` (not for :func:`predict_step`).
       dtype: float32 (default) or float64.
     """
+    check_hidden_sizes(hidden_sizes)
     K = vocab_size if output_size is None else output_size
-    E = (hidden_sizes[0] if len(hidden_sizes) else 1) if embed_size is None else embed_size
+    E = hidden_sizes[0] if embed_size is None else embed_size
     for name, v in (("vocab_size", vocab_size), ("output_size", K), ("embed_size", E)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"init: {name} must be a positive int, got {v!r}")
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"init: dtype must be floating, got {jnp.dtype(dtype)}")
-    check_hidden_sizes(hidden_sizes)
     return _init(key, vocab_size, tuple(hidden_sizes), K, E, bidirectional, jnp.dtype(dtype))
 
 
@@ -258,6 +258,7 @@ def _loss(params, tokens, targets, h0, w, lengths, xi, acts, truncation, grad):
     K = params.V.shape[1]
     scores = (h.reshape(N * T, Hs) @ params.V + params.c[None]).reshape(N, T, K)
     logp = jax.nn.log_softmax(scores, axis=-1)
+    targets = jnp.where(w != 0, targets, 0)  # masked-out targets may be anything (e.g. -100)
     picked = jnp.take_along_axis(logp, targets[:, :, None], axis=-1)[:, :, 0]  # (N, T)
     inv_n = jnp.asarray(1 / max(N, 1), logp.dtype)
     return -(w * picked).sum() * inv_n, tuple(jax.lax.stop_gradient(s) for s in hT)

@@ -164,6 +164,7 @@ def stack_forward(
       layer's final state (each sequence's last valid state) and a :class:`StackCache`.
     """
     acts = layer_activations(activations, len(layers))
+    h0 = check_states("stack_forward", h0, layers, jnp.shape(x)[0])
     h, hT, caches = x, [], []
     for p, s, act in zip(layers, h0, acts, strict=True):
         kw = dict(

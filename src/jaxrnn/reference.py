@@ -119,7 +119,8 @@ def scan_rnn(
     if lengths is None:
         m = jnp.ones((T, N, 1), dtype=bool)
     else:
-        m = (jnp.arange(T, dtype=lengths.dtype)[:, None] < lengths[None, :])[:, :, None]
+        lengths = jnp.asarray(lengths).astype(jnp.int32)  # narrow ints would wrap in arange(T)
+        m = (jnp.arange(T, dtype=jnp.int32)[:, None] < lengths[None, :])[:, :, None]
 
     xi = jnp.ones((T,), x.dtype) if carry_weights is None else carry_weights
 
