@@ -66,8 +66,7 @@ def rnn_backward(dh: Array, cache: RNNCache) -> tuple[Array, Array, Array, Array
         return _masked_backward(dh, cache)
     fprime = get_activation(cache.activation).deriv_from_output
     x, h0, Wx, Wh, h = cache.x, cache.h0, cache.Wx, cache.Wh, cache.h
-    N, T, D = x.shape
-    H = h0.shape[-1]
+    T = x.shape[1]
     Wh_T = Wh.T  # materialised once, outside the loop
 
     def step(t, carry):
@@ -78,48 +77,67 @@ def rnn_backward(dh: Array, cache: RNNCache) -> tuple[Array, Array, Array, Array
 
     # Batch-major throughout: step t reads dh[:, t], h[:, t] and writes da[:, t] in place.
     dh0, da = loop_time(step, (jnp.zeros_like(h0), jnp.zeros_like(h)), T, reverse=True)
-    da = da.reshape(N * T, H)  # (N*T, H), rows aligned with x and h_prev; §3: dh0 = dnext_0
-    h_prev = jnp.concatenate([h0[:, None], h], axis=1)[:, :T].reshape(N * T, H)  # h_{t-1}
+    dx, dWx, dWh, db = weight_grads(x, h0, h, da, Wx)  # §5; §3: dh0 = dnext_0
+    return dx, dh0, dWx, dWh, db
+
+
+def weight_grads(
+    x: Array, h0: Array, h: Array, da: Array, Wx: Array
+) -> tuple[Array, Array, Array, Array]:
+    """MATH.md §5 after the recursion, as single matmuls over all N*T rows.
+
+    Args:
+      x: ``(N, T, D)``; h0: ``(N, H)``; h: ``(N, T, H)``; da: ``(N, T, H)`` the δ_t of
+        every step (batch-major, rows aligned with x and h); Wx: ``(D, H)``.
+
+    Returns:
+      ``(dx, dWx, dWh, db)``: ``(N, T, D)``, ``(D, H)``, ``(H, H)``, ``(H,)``.
+    """
+    N, T, D = x.shape
+    H = h0.shape[-1]
+    da = da.reshape(N * T, H)  # (N*T, H)
+    # h_{t-1} for every row; where da is zero (padding) its row adds nothing
+    h_prev = jnp.concatenate([h0[:, None], h], axis=1)[:, :T].reshape(N * T, H)
     dx = (da @ Wx.T).reshape(N, T, D)  # §5: dx_t = δ_t @ Wx^T
     dWx = x.reshape(N * T, D).T @ da  # §5: dWx = Σ_t x_t^T δ_t
     dWh = h_prev.T @ da  # §5: dWh = Σ_t h_{t-1}^T δ_t
     db = da.sum(axis=0)  # §5: db = Σ_t Σ_n δ_t
-    return dx, dh0, dWx, dWh, db
+    return dx, dWx, dWh, db
 
 
 def _masked_backward(dh: Array, cache: RNNCache) -> tuple[Array, Array, Array, Array, Array]:
-    """:func:`rnn_backward` with lengths and/or truncation (static branch of the cache)."""
+    """:func:`rnn_backward` with lengths, truncation and/or carry weights.
+
+    Each option adds its own term to the loop body (static branches), so only the
+    options in the cache cost anything per step.
+    """
     fprime = get_activation(cache.activation).deriv_from_output
     x, h0, Wx, Wh, h = cache.x, cache.h0, cache.Wx, cache.Wh, cache.h
-    N, T, D = x.shape
-    H = h0.shape[-1]
-    Wh_T = Wh.T
-    if cache.lengths is None:
-        m = jnp.ones((T, N, 1), dtype=bool)
-    else:
-        m = valid_mask(cache.lengths, T).T[:, :, None]  # (T, N, 1): m_t = t < lengths
-    k = cache.truncation
-    t = jnp.arange(T)
-    cut = (t % k == 0) & (t > 0) if k is not None else jnp.zeros((T,), dtype=bool)  # (T,)
+    T = x.shape[1]
+    Wh_T = Wh.T  # materialised once, outside the loop
+    k, xi = cache.truncation, cache.carry_weights
+    xs = {"dh": dh.swapaxes(0, 1), "h": h.swapaxes(0, 1)}  # time-major (T, N, H)
+    if cache.lengths is not None:
+        xs["m"] = valid_mask(cache.lengths, T).T[:, :, None]  # (T, N, 1): m_t = t < lengths
+    if k is not None:
+        t = jnp.arange(T)
+        xs["cut"] = (t % k == 0) & (t > 0)  # (T,): t starts a chunk
+    if xi is not None:
+        xs["xi"] = xi  # (T,)
 
-    xi = cache.carry_weights
-    xi = jnp.ones((T,), h.dtype) if xi is None else xi  # (T,)
-
-    def step(dnext, xs):
-        dh_t, h_t, m_t, cut_t, xi_t = xs
-        da_t = jnp.where(m_t, (dh_t + dnext) * fprime(h_t), jnp.zeros_like(h_t))  # §3, masked
+    def step(dnext, xs_t):
+        da_t = (xs_t["dh"] + dnext) * fprime(xs_t["h"])  # §3: δ_t = (∂E_t/∂h_t + W^T δ_{t+1}) f'
+        if "m" in xs_t:
+            da_t = jnp.where(xs_t["m"], da_t, jnp.zeros_like(da_t))  # §3, masked: 0 at padding
         dprev = da_t @ Wh_T  # §3: W^T δ_t flows to t-1 ...
-        if cache.carry_weights is not None:
-            dprev = dprev * xi_t  # ... scaled by ξ_t ...
-        return jnp.where(cut_t, jnp.zeros_like(dprev), dprev), da_t  # ... unless t starts a chunk
+        if "xi" in xs_t:
+            dprev = dprev * xs_t["xi"]  # ... scaled by ξ_t ...
+        if "cut" in xs_t:
+            dprev = jnp.where(
+                xs_t["cut"], jnp.zeros_like(dprev), dprev
+            )  # ... unless a chunk starts
+        return dprev, da_t
 
-    xs = (dh.swapaxes(0, 1), h.swapaxes(0, 1), m, cut, xi)
     dh0, da_tm = scan_time(step, jnp.zeros_like(h0), xs, reverse=True)  # §3: dh0 = dnext_0
-    da = da_tm.swapaxes(0, 1).reshape(N * T, H)  # (N*T, H)
-    # h_{t-1}; zero rows of h at padding meet zero rows of da, so they add nothing
-    h_prev = jnp.concatenate([h0[:, None], h], axis=1)[:, :T].reshape(N * T, H)
-    dx = (da @ Wx.T).reshape(N, T, D)  # §5: dx_t = δ_t @ Wx^T (zero at padding)
-    dWx = x.reshape(N * T, D).T @ da  # §5: dWx = Σ_t x_t^T δ_t
-    dWh = h_prev.T @ da  # §5: dWh = Σ_t h_{t-1}^T δ_t
-    db = da.sum(axis=0)  # §5: db = Σ_t Σ_n δ_t
+    dx, dWx, dWh, db = weight_grads(x, h0, h, da_tm.swapaxes(0, 1), Wx)  # §5 (dx 0 at padding)
     return dx, dh0, dWx, dWh, db

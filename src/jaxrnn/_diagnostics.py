@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from ._activations import get_activation
+from ._bptt import weight_grads
 from ._checks import check_same_shape
 from ._scan import check_sequence_args, scan_hidden, scan_time
 
@@ -212,7 +213,7 @@ def truncated_gradients(
         raise ValueError(f"truncated_gradients: truncation must be an int >= 1, got {truncation!r}")
     (x, h0, Wx, Wh, b), h, fprime = _forward("truncated_gradients", x, h0, Wx, Wh, b, activation)
     check_same_shape("truncated_gradients", "dh", dh, "the hidden states h", h)
-    N, T, D = x.shape
+    N, T = x.shape[:2]
     H = h0.shape[-1]
     k = max(min(truncation, T), 1)  # windows longer than the sequence change nothing
     Wh_T = Wh.T
@@ -227,10 +228,4 @@ def truncated_gradients(
     _, da_tm = scan_time(
         step, pending0, (dh.swapaxes(0, 1), fprime.swapaxes(0, 1)), reverse=True
     )  # (T, N, H)
-    da = da_tm.swapaxes(0, 1).reshape(N * T, H)  # δ^{trunc}, rows aligned with x and h_prev
-    h_prev = jnp.concatenate([h0[:, None], h], axis=1)[:, :T].reshape(N * T, H)  # h_{t-1}
-    dx = (da @ Wx.T).reshape(N, T, D)  # §5: dx_t = δ_t @ Wx^T
-    dWx = x.reshape(N * T, D).T @ da  # §5: dWx = Σ_t x_t^T δ_t
-    dWh = h_prev.T @ da  # §5: dWh = Σ_t h_{t-1}^T δ_t
-    db = da.sum(axis=0)  # §5: db = Σ_t Σ_n δ_t
-    return dx, dWx, dWh, db
+    return weight_grads(x, h0, h, da_tm.swapaxes(0, 1), Wx)  # §5 with δ^{trunc}

@@ -195,15 +195,15 @@ def rnn_forward(
       truncation: optional chunk length k >= 1 for truncated BPTT. The forward
         values do not change; it is stored in the cache and makes
         :func:`rnn_backward` stop the gradient at t = k, 2k, ... (MATH.md §3).
-
-    Returns:
-      ``(h, cache)``: ``h`` ``(N, T, H)`` holds ``h_1..h_T``; ``cache`` is an
-      :class:`RNNCache` pytree (inputs and hidden states) for :func:`rnn_backward`.
       carry_weights: optional ``(T,)`` factors ``ξ_t`` on the gradient that flows
         from step t back to step t-1 (randomized truncation, Tallec & Ollivier 2017;
         see :func:`jaxrnn.randomized_truncation`). Forward values do not change.
         Zeros act as cuts; combined with ``truncation``, both apply.
-      Both are jit-compiled (``activation`` and ``truncation`` are static).
+
+    Returns:
+      ``(h, cache)``: ``h`` ``(N, T, H)`` holds ``h_1..h_T``; ``cache`` is an
+      :class:`RNNCache` pytree (inputs and hidden states) for :func:`rnn_backward`.
+      Both paths are jit-compiled (``activation`` and ``truncation`` are static).
     """
     if lengths is None and truncation is None and carry_weights is None:  # the default path
         return _rnn_forward(x, h0, Wx, Wh, b, activation=activation)
