@@ -6,68 +6,38 @@ from functools import partial
 
 import jax
 
-from ._activations import get_activation
 from ._bptt import rnn_backward
-from ._checks import check_carry_weights, check_lengths, check_truncation
-from ._scan import check_lengths_eagerly, check_sequence_args, scan_hidden, scan_hidden_masked
+from ._checks import check_truncation
+from ._scan import check_call, check_lengths_eagerly, hidden_states
 from ._types import RNNCache
 
 Array = jax.Array
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _rnn(activation: str, x: Array, h0: Array, Wx: Array, Wh: Array, b: Array) -> Array:
-    return scan_hidden(x, h0, Wx, Wh, b, activation)
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _rnn(activation, truncation, x, h0, Wx, Wh, b, lengths, carry_weights):
+    return hidden_states(x, h0, Wx, Wh, b, activation, lengths)
 
 
-def _rnn_fwd(activation, x, h0, Wx, Wh, b):
-    h = scan_hidden(x, h0, Wx, Wh, b, activation)
-    return h, RNNCache(x, h0, Wx, Wh, h, activation)  # residuals: inputs and h only
+def _rnn_fwd(activation, truncation, x, h0, Wx, Wh, b, lengths, carry_weights):
+    h = hidden_states(x, h0, Wx, Wh, b, activation, lengths)
+    # residuals: the inputs and h only (and the options rnn_backward reads)
+    return h, RNNCache(x, h0, Wx, Wh, h, activation, lengths, truncation, carry_weights)
 
 
-def _rnn_bwd(activation, cache, dh):
-    return rnn_backward(dh, cache)  # (dx, dh0, dWx, dWh, db): MATH.md §3, §5
+def _rnn_bwd(activation, truncation, cache, dh):
+    # MATH.md §3, §5: (dx, dh0, dWx, dWh, db); lengths (integers) and carry_weights
+    # (a backward-only factor) get no cotangent
+    return (*rnn_backward(dh, cache), None, None)
 
 
 _rnn.defvjp(_rnn_fwd, _rnn_bwd)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _rnn_general(activation, truncation, x, h0, Wx, Wh, b, lengths, carry_weights):
-    if lengths is None:
-        return scan_hidden(x, h0, Wx, Wh, b, activation)
-    return scan_hidden_masked(x, h0, Wx, Wh, b, activation, lengths)
-
-
-def _rnn_general_fwd(activation, truncation, x, h0, Wx, Wh, b, lengths, carry_weights):
-    h = _rnn_general(activation, truncation, x, h0, Wx, Wh, b, lengths, carry_weights)
-    return h, RNNCache(x, h0, Wx, Wh, h, activation, lengths, truncation, carry_weights)
-
-
-def _rnn_general_bwd(activation, truncation, cache, dh):
-    # lengths (integers) and carry_weights (a backward-only factor) get no cotangent
-    return (*rnn_backward(dh, cache), None, None)
-
-
-_rnn_general.defvjp(_rnn_general_fwd, _rnn_general_bwd)
-
-
-@partial(jax.jit, static_argnames=("activation",))
-def _rnn_jit(x: Array, h0: Array, Wx: Array, Wh: Array, b: Array, *, activation: str) -> Array:
-    get_activation(activation)
-    x, h0, Wx, Wh, b = check_sequence_args("rnn", x, h0, Wx, Wh, b)
-    return _rnn(activation, x, h0, Wx, Wh, b)
-
-
 @partial(jax.jit, static_argnames=("activation", "truncation"))
-def _rnn_general_jit(x, h0, Wx, Wh, b, lengths, carry_weights, *, activation, truncation):
-    get_activation(activation)
-    x, h0, Wx, Wh, b = check_sequence_args("rnn", x, h0, Wx, Wh, b)
-    if lengths is not None:
-        lengths = check_lengths("rnn", lengths, x.shape[0], x.shape[1])
-    if carry_weights is not None:
-        carry_weights = check_carry_weights("rnn", carry_weights, x.shape[1], x.dtype)
-    return _rnn_general(activation, truncation, x, h0, Wx, Wh, b, lengths, carry_weights)
+def _rnn_jit(x, h0, Wx, Wh, b, lengths, carry_weights, *, activation, truncation):
+    args = check_call("rnn", x, h0, Wx, Wh, b, lengths, carry_weights, activation)
+    return _rnn(activation, truncation, *args)
 
 
 def rnn(
@@ -105,11 +75,9 @@ def rnn(
     Returns:
       ``h``: ``(N, T, H)``, the hidden states ``h_1..h_T``.
     """
-    if lengths is None and truncation is None and carry_weights is None:  # the default path
-        return _rnn_jit(x, h0, Wx, Wh, b, activation=activation)
-    check_truncation("rnn", truncation)
-    if lengths is not None:
+    check_truncation("rnn", truncation)  # before jit hashes it as a static argument
+    if lengths is not None:  # concrete length values are checked before jit traces them
         check_lengths_eagerly("rnn", x, lengths)
-    return _rnn_general_jit(
+    return _rnn_jit(
         x, h0, Wx, Wh, b, lengths, carry_weights, activation=activation, truncation=truncation
     )

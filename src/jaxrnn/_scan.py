@@ -126,38 +126,33 @@ def check_lengths_eagerly(fn: str, x: object, lengths: object) -> None:
         check_lengths(fn, lengths, shape[0], shape[1])
 
 
-@partial(jax.jit, static_argnames=("activation",))
-def _rnn_forward(
-    x: Array, h0: Array, Wx: Array, Wh: Array, b: Array, *, activation: str
-) -> tuple[Array, RNNCache]:
+def check_call(fn: str, x, h0, Wx, Wh, b, lengths, carry_weights, activation: str) -> tuple:
+    """The trace-time checks shared by :func:`rnn_forward` and :func:`jaxrnn.rnn`: the
+    arrays (shapes, dtypes), the activation, the lengths and the carry weights
+    (``truncation`` is checked before ``jit``, which hashes it as a static argument).
+    Returns ``(x, h0, Wx, Wh, b, lengths, carry_weights)`` as checked arrays."""
     get_activation(activation)
-    x, h0, Wx, Wh, b = check_sequence_args("rnn_forward", x, h0, Wx, Wh, b)
-    h = scan_hidden(x, h0, Wx, Wh, b, activation)
-    return h, RNNCache(x, h0, Wx, Wh, h, activation)
+    x, h0, Wx, Wh, b = check_sequence_args(fn, x, h0, Wx, Wh, b)
+    N, T = x.shape[:2]
+    if lengths is not None:
+        lengths = check_lengths(fn, lengths, N, T)  # values too, when concrete
+    if carry_weights is not None:
+        carry_weights = check_carry_weights(fn, carry_weights, T, x.dtype)
+    return x, h0, Wx, Wh, b, lengths, carry_weights
+
+
+def hidden_states(x, h0, Wx, Wh, b, activation: str, lengths) -> Array:
+    """``h: (N, T, H)`` by the plain loop, or the masked scan when ``lengths`` is given."""
+    if lengths is None:
+        return scan_hidden(x, h0, Wx, Wh, b, activation)  # the default path
+    return scan_hidden_masked(x, h0, Wx, Wh, b, activation, lengths)
 
 
 @partial(jax.jit, static_argnames=("activation", "truncation"))
-def _rnn_forward_general(
-    x: Array,
-    h0: Array,
-    Wx: Array,
-    Wh: Array,
-    b: Array,
-    lengths: Array | None,
-    carry_weights: Array | None,
-    *,
-    activation: str,
-    truncation: int | None,
-) -> tuple[Array, RNNCache]:
-    get_activation(activation)
-    x, h0, Wx, Wh, b = check_sequence_args("rnn_forward", x, h0, Wx, Wh, b)
-    if lengths is None:
-        h = scan_hidden(x, h0, Wx, Wh, b, activation)
-    else:
-        lengths = check_lengths("rnn_forward", lengths, x.shape[0], x.shape[1])
-        h = scan_hidden_masked(x, h0, Wx, Wh, b, activation, lengths)
-    if carry_weights is not None:
-        carry_weights = check_carry_weights("rnn_forward", carry_weights, x.shape[1], x.dtype)
+def _rnn_forward(x, h0, Wx, Wh, b, lengths, carry_weights, *, activation, truncation):
+    args = check_call("rnn_forward", x, h0, Wx, Wh, b, lengths, carry_weights, activation)
+    x, h0, Wx, Wh, b, lengths, carry_weights = args
+    h = hidden_states(x, h0, Wx, Wh, b, activation, lengths)
     return h, RNNCache(x, h0, Wx, Wh, h, activation, lengths, truncation, carry_weights)
 
 
@@ -205,11 +200,9 @@ def rnn_forward(
       :class:`RNNCache` pytree (inputs and hidden states) for :func:`rnn_backward`.
       Both paths are jit-compiled (``activation`` and ``truncation`` are static).
     """
-    if lengths is None and truncation is None and carry_weights is None:  # the default path
-        return _rnn_forward(x, h0, Wx, Wh, b, activation=activation)
-    check_truncation("rnn_forward", truncation)
-    if lengths is not None:
+    check_truncation("rnn_forward", truncation)  # before jit hashes it as a static argument
+    if lengths is not None:  # concrete length values are checked before jit traces them
         check_lengths_eagerly("rnn_forward", x, lengths)
-    return _rnn_forward_general(
+    return _rnn_forward(
         x, h0, Wx, Wh, b, lengths, carry_weights, activation=activation, truncation=truncation
     )
