@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from jaxrnn._cli import build_parser, main
-from jaxrnn._data import default_corpus
+from jaxrnn.train._data import default_corpus
 
 TINY = ["--hidden", "16", "--layers", "2", "--seq-len", "16", "--batch", "4", "--lr", "1e-2"]
 

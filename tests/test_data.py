@@ -11,14 +11,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrnn._checkpoint import (
+from jaxrnn.train._checkpoint import (
     CheckpointError,
     TrainState,
     load_checkpoint,
     save_checkpoint,
     write_atomic,
 )
-from jaxrnn._data import (
+from jaxrnn.train._data import (
     Batcher,
     CorpusError,
     Vocab,
@@ -175,7 +175,7 @@ def test_atomic_checkpoint_survives_a_kill_mid_write(tmp_path):
         import os, signal, sys
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         import numpy as np
-        from jaxrnn import _checkpoint
+        from jaxrnn.train import _checkpoint
         from test_data import _state
 
         def killed_mid_write(fd):  # half the bytes reached the disk, then the process dies
@@ -196,7 +196,7 @@ def test_atomic_checkpoint_survives_a_kill_mid_write(tmp_path):
 
 
 def test_write_atomic_cleans_up_after_an_error(tmp_path, monkeypatch):
-    from jaxrnn import _checkpoint
+    from jaxrnn.train import _checkpoint
 
     write_atomic(tmp_path / "f", b"old")
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from jaxrnn import model
-from jaxrnn._data import default_corpus
+from jaxrnn.train._data import default_corpus
 from jaxrnn.train import TrainConfig, load_run, sample, train
 
 TINY = dict(
@@ -76,7 +76,7 @@ def test_train_is_the_plain_stateful_tbptt_loop(text, trained):
     """train() == a direct loop: chunks in order, the hidden state carried, clip + Adam."""
     import optax
 
-    from jaxrnn._data import Vocab, split
+    from jaxrnn.train._data import Vocab, split
 
     corpus = Path(text).read_text(encoding="utf-8")
     vocab = Vocab.from_text(corpus)

@@ -5,7 +5,6 @@ See MATH.md for the equations each function implements.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import convert as convert
 from . import diagnostics as diagnostics
 from . import model as model
 from . import reference as reference
@@ -36,6 +35,17 @@ from ._truncation import randomized_truncation as randomized_truncation
 from ._types import RNNCache as RNNCache
 from ._types import RNNParams as RNNParams
 from ._types import StepCache as StepCache
+
+
+def __getattr__(name: str):
+    # The app (``jaxrnn.train``) and interop (``jaxrnn.convert``) subpackages are loaded
+    # on first use, so ``import jaxrnn`` (the core) never imports them.
+    if name in ("convert", "train"):
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 try:
     __version__ = version("jaxrnn")

@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from . import _demo
-from ._config import GRADS, TrainConfig
+from .train._config import GRADS, TrainConfig
 
 _D = TrainConfig()
 
@@ -161,11 +161,11 @@ def _fail(command: str, message: str, code: int = 2) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from . import _rundir as rd
-    from ._checkpoint import CheckpointError
-    from ._config import ConfigError, resume_config
-    from ._data import CorpusError
-    from ._train import MissingExtraError, train
+    from .train import _rundir as rd
+    from .train._checkpoint import CheckpointError
+    from .train._config import ConfigError, resume_config
+    from .train._data import CorpusError
+    from .train._loop import MissingExtraError, train
 
     given = {  # the options given on the command line (None: not given; flags: only if set)
         f.name: getattr(args, f.name)
@@ -220,9 +220,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from ._checkpoint import CheckpointError
-    from ._run import load_run
-    from ._sample import sample
+    from .train._checkpoint import CheckpointError
+    from .train._load import load_run
+    from .train._sample import sample
 
     try:
         run = load_run(args.run)

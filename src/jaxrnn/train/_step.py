@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import model
+from .. import model
 from ._config import ConfigError
 
 LN2 = math.log(2.0)

@@ -26,9 +26,9 @@ from ._data import Vocab as Vocab
 from ._data import default_corpus as default_corpus
 from ._data import load_corpus as load_corpus
 from ._data import unigram_entropy as unigram_entropy
-from ._run import Run as Run
-from ._run import load_run as load_run
+from ._load import Run as Run
+from ._load import load_run as load_run
 from ._sample import sample as sample
-from ._train import MissingExtraError as MissingExtraError
-from ._train import TrainResult as TrainResult
-from ._train import train as train
+from ._loop import MissingExtraError as MissingExtraError
+from ._loop import TrainResult as TrainResult
+from ._loop import train as train

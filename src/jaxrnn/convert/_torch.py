@@ -21,8 +21,8 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from ._stack import BiRNNParams
-from ._types import RNNParams
+from .._stack import BiRNNParams
+from .._types import RNNParams
 
 Layer = RNNParams | BiRNNParams
 

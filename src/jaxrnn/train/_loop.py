@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _rundir as rd
-from . import model
+from .. import model
 from ._checkpoint import CHECKPOINT, TrainState, load_checkpoint, save_checkpoint
 from ._config import ConfigError, TrainConfig, check_resume
 from ._data import Batcher, Vocab, load_corpus, split, unigram_entropy, val_chunks

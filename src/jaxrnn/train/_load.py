@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from . import _rundir as rd
-from . import model
+from .. import model
 from ._checkpoint import CHECKPOINT, CheckpointError, load_params
 from ._config import TrainConfig
 from ._data import Vocab

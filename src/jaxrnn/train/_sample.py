@@ -7,7 +7,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from . import model
+from .. import model
 from ._data import Vocab
 
 Array = jax.Array
