@@ -4,14 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import (
-    NAMES,
-    TOL,
-    assert_close,
-    autodiff_grads,
-    custom_vjp_grads,
-    rel_err,
-)
+from helpers import NAMES, TOL, assert_tree_close, autodiff_grads, custom_vjp_grads, rel_err
 from hypothesis import given
 from hypothesis import strategies as st
 from jax.test_util import check_grads
@@ -27,20 +20,22 @@ f64 = st.just(np.float64)
 def test_rnn_backward_equals_autodiff(p):
     """(a) hand BPTT == jax.vjp of the plain lax.scan forward."""
     h, cache = jaxrnn.rnn_forward(*p.args, activation=p.activation)
-    h_ad, grads_ad = autodiff_grads(p.dh, *p.args, p.activation)
+    h_ad, grads_ad = autodiff_grads(p.dh, *p.args, activation=p.activation)
     assert h.dtype == p.x.dtype
     assert rel_err(h, h_ad) <= TOL[h.dtype]
     grads = jaxrnn.rnn_backward(jnp.asarray(p.dh), cache)
     for g, a in zip(grads, p.args[:2] + p.args[2:], strict=True):
         assert g.shape == a.shape and g.dtype == a.dtype
-    assert_close(grads, grads_ad, p.x.dtype)
+    assert_tree_close(grads, grads_ad, p.x.dtype, names=NAMES)
 
 
 @given(rs.problems())
 def test_grad_through_custom_vjp_equals_autodiff(p):
     """(b) jax.grad through jaxrnn.rnn (custom_vjp -> hand BPTT) == autodiff."""
-    _, grads_ad = autodiff_grads(p.dh, *p.args, p.activation)
-    assert_close(custom_vjp_grads(p.dh, *p.args, p.activation), grads_ad, p.x.dtype)
+    _, grads_ad = autodiff_grads(p.dh, *p.args, activation=p.activation)
+    assert_tree_close(
+        custom_vjp_grads(p.dh, *p.args, activation=p.activation), grads_ad, p.x.dtype, names=NAMES
+    )
 
 
 @given(rs.problems(dtype=f64))
@@ -62,7 +57,9 @@ def test_step_functions_compose_into_sequence(p):
         dx[t], dnext, *dW_t = jaxrnn.rnn_step_backward(p.dh[:, t] + dnext, caches[t])
         dW = [a + g for a, g in zip(dW, dW_t, strict=True)]
     dx = jnp.stack(dx, axis=1) if T else jnp.zeros_like(x)
-    assert_close((dx, dnext, *dW), jaxrnn.rnn_backward(jnp.asarray(p.dh), cache), np.float64)
+    assert_tree_close(
+        (dx, dnext, *dW), jaxrnn.rnn_backward(jnp.asarray(p.dh), cache), np.float64, names=NAMES
+    )
 
 
 @given(rs.problems())
@@ -72,7 +69,7 @@ def test_numpy_reference_matches(p):
     h_np, cache_np = reference.rnn_forward(*p.args, activation=p.activation)
     assert rel_err(h, h_np) <= TOL[h.dtype]
     got = jaxrnn.rnn_backward(jnp.asarray(p.dh), cache)
-    assert_close(got, reference.rnn_backward(p.dh, cache_np), p.x.dtype)
+    assert_tree_close(got, reference.rnn_backward(p.dh, cache_np), p.x.dtype, names=NAMES)
 
 
 @given(rs.problems(dtype=f64))
@@ -83,10 +80,10 @@ def test_jit_equals_eager(p):
     with jax.disable_jit():
         h_e, cache_e = jaxrnn.rnn_forward(*p.args, activation=p.activation)
         grads_e = jaxrnn.rnn_backward(jnp.asarray(p.dh), cache_e)
-        grads_cv = custom_vjp_grads(p.dh, *p.args, p.activation)
+        grads_cv = custom_vjp_grads(p.dh, *p.args, activation=p.activation)
     assert rel_err(h, h_e) <= 1e-12
-    assert_close(grads_e, grads, np.float64)
-    assert_close(grads_cv, grads, np.float64)
+    assert_tree_close(grads_e, grads, np.float64, names=NAMES)
+    assert_tree_close(grads_cv, grads, np.float64, names=NAMES)
 
 
 @given(
@@ -109,7 +106,7 @@ def test_vmap_equals_loop(shape, seed, activation, B):
     g_v = jax.jit(jax.vmap(grad))(*args, dh)
     for i, p in enumerate(ps):
         assert rel_err(h_v[i], jaxrnn.rnn(*p.args, activation=activation)) <= 1e-12
-        assert_close([g[i] for g in g_v], grad(*p.args, p.dh), np.float64)
+        assert_tree_close([g[i] for g in g_v], grad(*p.args, p.dh), np.float64, names=NAMES)
 
 
 @given(rs.problems(shape=rs.shapes(N=(1, 2), T=(1, 2, 5), D=(2, 3), H=(2, 4)), dtype=f64))
@@ -149,7 +146,7 @@ def test_float32_keeps_dtype_and_matches_float64():
     g32 = jaxrnn.rnn_backward(jnp.asarray(p.dh, jnp.float32), c32)
     assert h32.dtype == jnp.float32 and all(g.dtype == jnp.float32 for g in g32)
     assert rel_err(h32, h64) <= 1e-6
-    assert_close(g32, jaxrnn.rnn_backward(jnp.asarray(p.dh), c64), np.float32)
+    assert_tree_close(g32, jaxrnn.rnn_backward(jnp.asarray(p.dh), c64), np.float32, names=NAMES)
 
 
 def test_cache_is_a_pytree_across_separate_jits():
@@ -162,8 +159,10 @@ def test_cache_is_a_pytree_across_separate_jits():
     assert sum(leaf.size for leaf in leaves) == sum(a.size for a in p.args[:4]) + h.size
     rebuilt = jax.tree_util.tree_unflatten(treedef, [np.asarray(leaf) for leaf in leaves])
     assert rebuilt.activation == "sigmoid"
-    _, want = autodiff_grads(p.dh, *p.args, "sigmoid")
-    assert_close(jax.jit(jaxrnn.rnn_backward)(jnp.asarray(p.dh), rebuilt), want, np.float64)
+    _, want = autodiff_grads(p.dh, *p.args, activation="sigmoid")
+    assert_tree_close(
+        jax.jit(jaxrnn.rnn_backward)(jnp.asarray(p.dh), rebuilt), want, np.float64, names=NAMES
+    )
 
 
 def test_backward_uses_stored_output_not_forward():

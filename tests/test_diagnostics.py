@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import TOL, rel_err
+from helpers import TOL, bad, check_raises, rel_err
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -220,18 +220,36 @@ def test_truncated_error_shrinks_with_k_when_gradients_vanish():
     assert errs[0] > errs[1] > errs[2] and errs[2] < 1e-6, errs
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, True, None])
-def test_truncation_must_be_a_positive_int(bad):
+@pytest.mark.parametrize("k", [0, -1, 1.5, True, None], ids=repr)
+def test_truncation_must_be_a_positive_int(k):
     p = rs.make_problem(rs.Shape(1, 3, 2, 2), 0)
     with pytest.raises(ValueError, match="truncation must be an int >= 1"):
-        dg.truncated_gradients(p.dh, *p.args, truncation=bad)
+        dg.truncated_gradients(p.dh, *p.args, truncation=k)
 
 
-def test_argument_errors_name_the_function_and_shapes():
-    p = rs.make_problem(rs.Shape(2, 3, 2, 4), 0)
-    with pytest.raises(ValueError, match=r"jacobian_products: .*Wh must be square"):
-        dg.jacobian_products(p.x, p.h0, p.Wx, p.Wh[:, :3], p.b)
-    with pytest.raises(ValueError, match=r"truncated_gradients: dh must have the shape"):
-        dg.truncated_gradients(p.dh[:, :2], *p.args, truncation=2)
-    with pytest.raises(ValueError, match="unknown activation"):
-        dg.jacobian_norms(*p.args, activation="softplus")
+PE = rs.make_problem(rs.Shape(2, 3, 2, 4), 0)
+BAD_DIAGNOSTICS = [
+    bad(
+        "jacobian_products-Wh-not-square",
+        lambda: dg.jacobian_products(PE.x, PE.h0, PE.Wx, PE.Wh[:, :3], PE.b),
+        ValueError,
+        r"jacobian_products: .*Wh must be square",
+    ),
+    bad(
+        "truncated_gradients-dh-shape",
+        lambda: dg.truncated_gradients(PE.dh[:, :2], *PE.args, truncation=2),
+        ValueError,
+        r"truncated_gradients: dh must have the shape",
+    ),
+    bad(
+        "jacobian_norms-unknown-activation",
+        lambda: dg.jacobian_norms(*PE.args, activation="softplus"),
+        ValueError,
+        "unknown activation",
+    ),
+]
+
+
+@pytest.mark.parametrize("call,exc,match", BAD_DIAGNOSTICS)
+def test_argument_errors_name_the_function_and_shapes(call, exc, match):
+    check_raises(call, exc, match)

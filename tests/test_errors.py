@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import bad, check_raises
 
 import jaxrnn
 
@@ -49,18 +50,28 @@ BAD_SHAPES = [
 ]
 
 
+BAD_SHAPE_IDS = [
+    "x-2d", "h0-1d", "Wx-1d", "Wh-3d", "b-2d", "x-D-vs-Wx", "h0-N-vs-x", "h0-H", "Wh-not-square",
+    "Wx-H", "b-H",
+]  # fmt: skip
+
+
 @pytest.mark.parametrize("fn", SEQUENCE_FNS, ids=lambda f: f.__name__)
-@pytest.mark.parametrize("override,match", BAD_SHAPES)
+@pytest.mark.parametrize("override,match", BAD_SHAPES, ids=BAD_SHAPE_IDS)
 def test_bad_shapes(fn, override, match):
     with pytest.raises(ValueError, match=match):
         call(fn, **override)
 
 
 @pytest.mark.parametrize("fn", SEQUENCE_FNS, ids=lambda f: f.__name__)
-def test_bad_shapes_under_jit_and_grad(fn):
-    """The same message at trace time inside jit and grad, not an XLA error."""
+def test_bad_shapes_under_jit(fn):
+    """The same message at trace time inside jit, not an XLA error."""
     with pytest.raises(ValueError, match=r"x.shape\[-1\] must equal Wx.shape\[0\]"):
         jax.jit(lambda x: call(fn, x=x))(X[:, :, :3])
+
+
+def test_bad_shapes_under_grad():
+    """The same message at trace time inside jax.grad through rnn (the custom_vjp)."""
     with pytest.raises(ValueError, match=r"b.shape\[0\] must equal"):
         jax.grad(lambda b: jnp.sum(call(jaxrnn.rnn, b=b)))(B[:4])
 
@@ -86,41 +97,78 @@ def test_unknown_activation_lists_choices(fn):
         fn(X, H0, WX, WH, B, activation="gelu")
 
 
-def test_step_forward_errors():
-    with pytest.raises(
-        ValueError, match=r"x.shape\[-1\] must equal Wx.shape\[0\].*Expected 4, got 3"
-    ):
-        jaxrnn.rnn_step_forward(X[:, 0, :3], H0, WX, WH, B)
-    with pytest.raises(ValueError, match=r"prev_h.shape\[0\] must equal x.shape\[0\]"):
-        jaxrnn.rnn_step_forward(X[:, 0], H0[:1], WX, WH, B)
-    with pytest.raises(ValueError, match=r"x must be 2-D with shape \(N, D\)"):
-        jaxrnn.rnn_step_forward(X, H0, WX, WH, B)
-    with pytest.raises(ValueError, match=r"unknown activation"):
-        jaxrnn.rnn_step_forward(X[:, 0], H0, WX, WH, B, activation="Tanh")
+def _step_cache():
+    return jaxrnn.rnn_step_forward(X[:, 0], H0, WX, WH, B)
 
 
-def test_backward_errors():
-    h, cache = jaxrnn.rnn_forward(X, H0, WX, WH, B)
-    with pytest.raises(
+def _cache():
+    return jaxrnn.rnn_forward(X, H0, WX, WH, B)
+
+
+BAD_OTHER = [
+    bad(
+        "step_forward-x-Wx-mismatch",
+        lambda: jaxrnn.rnn_step_forward(X[:, 0, :3], H0, WX, WH, B),
         ValueError,
-        match=r"dh must have the shape of the cached h. Expected \(2, 3, 5\), got \(2, 2, 5\)",
-    ):
-        jaxrnn.rnn_backward(h[:, :2], cache)
-    with pytest.raises(TypeError, match=r"dh must have the dtype.*float64, got float32"):
-        jaxrnn.rnn_backward(h.astype(jnp.float32), cache)
-    next_h, step_cache = jaxrnn.rnn_step_forward(X[:, 0], H0, WX, WH, B)
-    with pytest.raises(ValueError, match=r"dnext_h must have the shape of next_h"):
-        jaxrnn.rnn_step_backward(next_h[:1], step_cache)
+        r"x.shape\[-1\] must equal Wx.shape\[0\].*Expected 4, got 3",
+    ),
+    bad(
+        "step_forward-prev_h-batch",
+        lambda: jaxrnn.rnn_step_forward(X[:, 0], H0[:1], WX, WH, B),
+        ValueError,
+        r"prev_h.shape\[0\] must equal x.shape\[0\]",
+    ),
+    bad(
+        "step_forward-x-3d",
+        lambda: jaxrnn.rnn_step_forward(X, H0, WX, WH, B),
+        ValueError,
+        r"x must be 2-D with shape \(N, D\)",
+    ),
+    bad(
+        "step_forward-activation-case",
+        lambda: jaxrnn.rnn_step_forward(X[:, 0], H0, WX, WH, B, activation="Tanh"),
+        ValueError,
+        r"unknown activation",
+    ),
+    bad(
+        "backward-dh-shape",
+        lambda: jaxrnn.rnn_backward(_cache()[0][:, :2], _cache()[1]),
+        ValueError,
+        r"dh must have the shape of the cached h. Expected \(2, 3, 5\), got \(2, 2, 5\)",
+    ),
+    bad(
+        "backward-dh-dtype",
+        lambda: jaxrnn.rnn_backward(_cache()[0].astype(jnp.float32), _cache()[1]),
+        TypeError,
+        r"dh must have the dtype.*float64, got float32",
+    ),
+    bad(
+        "step_backward-dnext_h-shape",
+        lambda: jaxrnn.rnn_step_backward(_step_cache()[0][:1], _step_cache()[1]),
+        ValueError,
+        r"dnext_h must have the shape of next_h",
+    ),
+    bad(
+        "init_params-H-zero",
+        lambda: jaxrnn.init_params(jax.random.PRNGKey(0), 3, 0),
+        ValueError,
+        r"H must be a positive int, got 0",
+    ),
+    bad(
+        "init_params-int-dtype",
+        lambda: jaxrnn.init_params(jax.random.PRNGKey(0), 3, 2, jnp.int32),
+        TypeError,
+        r"dtype must be floating",
+    ),
+    bad(
+        "rnn_forward-h0-None",
+        lambda: call(jaxrnn.rnn_forward, h0=None),
+        TypeError,
+        r"h0 must be an array, got None",
+    ),
+]
 
 
-def test_init_params_errors():
-    key = jax.random.PRNGKey(0)
-    with pytest.raises(ValueError, match=r"H must be a positive int, got 0"):
-        jaxrnn.init_params(key, 3, 0)
-    with pytest.raises(TypeError, match=r"dtype must be floating"):
-        jaxrnn.init_params(key, 3, 2, jnp.int32)
-
-
-def test_none_argument():
-    with pytest.raises(TypeError, match=r"h0 must be an array, got None"):
-        call(jaxrnn.rnn_forward, h0=None)
+@pytest.mark.parametrize("call,exc,match", BAD_OTHER)
+def test_bad_input(call, exc, match):
+    check_raises(call, exc, match)

@@ -4,10 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import TOL, rel_err
+from helpers import TOL, assert_tree_close, bad, check_raises, rel_err
 from hypothesis import given
 from hypothesis import strategies as st
-from tree_helpers import assert_tree_close
 
 import jaxrnn
 from jaxrnn.testing import strategies as rs
@@ -122,46 +121,101 @@ def test_softmax_loss_normalisation():
     assert float(loss2) == pytest.approx(float(loss1), rel=1e-14)
 
 
-def test_layer_bad_inputs():
-    W = np.zeros((4, 2))
-    with pytest.raises(ValueError, match=r"tokens must lie in \[0, 4\).*got min 0, max 4"):
-        jaxrnn.word_embedding_forward(np.array([[0, 4]]), W)
-    with pytest.raises(ValueError, match=r"tokens must lie in \[0, 4\).*got min -1"):
-        jaxrnn.word_embedding_forward(np.array([[-1, 0]]), W)
-    with pytest.raises(TypeError, match=r"tokens must have an integer dtype, got float64"):
-        jaxrnn.word_embedding_forward(np.zeros((1, 2)), W)
-    with pytest.raises(ValueError, match=r"tokens must be 2-D with shape \(N, T\), got 1-D"):
-        jaxrnn.word_embedding_forward(np.array([0, 1]), W)
-    _, cache = jaxrnn.word_embedding_forward(np.array([[0, 1]]), W)
-    with pytest.raises(ValueError, match=r"dout.shape\[:2\] must equal tokens.shape"):
-        jaxrnn.word_embedding_backward(jnp.zeros((1, 3, 2)), cache)
-    h, V, c = np.zeros((2, 3, 4)), np.zeros((4, 5)), np.zeros(5)
-    with pytest.raises(
-        ValueError, match=r"h.shape\[-1\] must equal V.shape\[0\].*Expected 4, got 3"
-    ):
-        jaxrnn.temporal_affine_forward(h[..., :3], V, c)
-    with pytest.raises(
-        ValueError, match=r"c.shape\[0\] must equal V.shape\[1\].*Expected 5, got 4"
-    ):
-        jaxrnn.temporal_affine_forward(h, V, c[:4])
-    with pytest.raises(TypeError, match=r"one float dtype"):
-        jaxrnn.temporal_affine_forward(h, V.astype(np.float32), c)
-    _, acache = jaxrnn.temporal_affine_forward(h, V, c)
-    with pytest.raises(ValueError, match=r"dscores must have the shape of the scores"):
-        jaxrnn.temporal_affine_backward(jnp.zeros((2, 3, 4)), acache)
-    s = np.zeros((2, 3, 5))
-    with pytest.raises(ValueError, match=r"y \(where mask != 0\) must lie in \[0, 5\).*max 5"):
-        jaxrnn.temporal_softmax_loss(s, np.full((2, 3), 5))
-    with pytest.raises(ValueError, match=r"y must have shape \(N, T\) = \(2, 3\), got \(3, 2\)"):
-        jaxrnn.temporal_softmax_loss(s, np.zeros((3, 2), int))
-    with pytest.raises(ValueError, match=r"mask must have shape \(N, T\) = \(2, 3\), got \(2, 2\)"):
-        jaxrnn.temporal_softmax_loss(s, np.zeros((2, 3), int), np.ones((2, 2)))
+W4 = np.zeros((4, 2))  # vocab 4, width 2
+HA, VA, CA = np.zeros((2, 3, 4)), np.zeros((4, 5)), np.zeros(5)
+S5 = np.zeros((2, 3, 5))  # scores, K = 5
 
 
-def test_embedding_backward_rejects_a_transposed_dout():
-    _, cache = jaxrnn.word_embedding_forward(np.array([[0, 1, 2], [2, 1, 0]]), jnp.ones((3, 5)))
-    with pytest.raises(
+def _embed_cache(tokens, W=W4):
+    return jaxrnn.word_embedding_forward(tokens, W)[1]
+
+
+BAD_LAYER_INPUTS = [
+    bad(
+        "embedding-token-above-vocab",
+        lambda: jaxrnn.word_embedding_forward(np.array([[0, 4]]), W4),
         ValueError,
-        match=r"dout.shape\[:2\] must equal tokens.shape.*Expected \(2, 3\), got \(3, 2\)",
-    ):
-        jaxrnn.word_embedding_backward(jnp.ones((3, 2, 5)), cache)
+        r"tokens must lie in \[0, 4\).*got min 0, max 4",
+    ),
+    bad(
+        "embedding-token-negative",
+        lambda: jaxrnn.word_embedding_forward(np.array([[-1, 0]]), W4),
+        ValueError,
+        r"tokens must lie in \[0, 4\).*got min -1",
+    ),
+    bad(
+        "embedding-float-tokens",
+        lambda: jaxrnn.word_embedding_forward(np.zeros((1, 2)), W4),
+        TypeError,
+        r"tokens must have an integer dtype, got float64",
+    ),
+    bad(
+        "embedding-1d-tokens",
+        lambda: jaxrnn.word_embedding_forward(np.array([0, 1]), W4),
+        ValueError,
+        r"tokens must be 2-D with shape \(N, T\), got 1-D",
+    ),
+    bad(
+        "embedding_backward-dout-T",
+        lambda: jaxrnn.word_embedding_backward(jnp.zeros((1, 3, 2)), _embed_cache([[0, 1]])),
+        ValueError,
+        r"dout.shape\[:2\] must equal tokens.shape",
+    ),
+    bad(
+        "embedding_backward-dout-transposed",
+        lambda: jaxrnn.word_embedding_backward(
+            jnp.ones((3, 2, 5)), _embed_cache(np.array([[0, 1, 2], [2, 1, 0]]), jnp.ones((3, 5)))
+        ),
+        ValueError,
+        r"dout.shape\[:2\] must equal tokens.shape.*Expected \(2, 3\), got \(3, 2\)",
+    ),
+    bad(
+        "affine-h-vs-V",
+        lambda: jaxrnn.temporal_affine_forward(HA[..., :3], VA, CA),
+        ValueError,
+        r"h.shape\[-1\] must equal V.shape\[0\].*Expected 4, got 3",
+    ),
+    bad(
+        "affine-c-vs-V",
+        lambda: jaxrnn.temporal_affine_forward(HA, VA, CA[:4]),
+        ValueError,
+        r"c.shape\[0\] must equal V.shape\[1\].*Expected 5, got 4",
+    ),
+    bad(
+        "affine-mixed-dtypes",
+        lambda: jaxrnn.temporal_affine_forward(HA, VA.astype(np.float32), CA),
+        TypeError,
+        r"one float dtype",
+    ),
+    bad(
+        "affine_backward-dscores-shape",
+        lambda: jaxrnn.temporal_affine_backward(
+            jnp.zeros((2, 3, 4)), jaxrnn.temporal_affine_forward(HA, VA, CA)[1]
+        ),
+        ValueError,
+        r"dscores must have the shape of the scores",
+    ),
+    bad(
+        "softmax-target-out-of-range",
+        lambda: jaxrnn.temporal_softmax_loss(S5, np.full((2, 3), 5)),
+        ValueError,
+        r"y \(where mask != 0\) must lie in \[0, 5\).*max 5",
+    ),
+    bad(
+        "softmax-y-shape",
+        lambda: jaxrnn.temporal_softmax_loss(S5, np.zeros((3, 2), int)),
+        ValueError,
+        r"y must have shape \(N, T\) = \(2, 3\), got \(3, 2\)",
+    ),
+    bad(
+        "softmax-mask-shape",
+        lambda: jaxrnn.temporal_softmax_loss(S5, np.zeros((2, 3), int), np.ones((2, 2))),
+        ValueError,
+        r"mask must have shape \(N, T\) = \(2, 3\), got \(2, 2\)",
+    ),
+]
+
+
+@pytest.mark.parametrize("call,exc,match", BAD_LAYER_INPUTS)
+def test_layer_bad_inputs(call, exc, match):
+    check_raises(call, exc, match)

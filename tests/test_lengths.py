@@ -4,13 +4,20 @@ Oracles: the document's numpy algorithm run on each sequence cut to its own
 length (independent of any masking code), and jax.vjp of the masked naive scan.
 """
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import NAMES, TOL, assert_close, rel_err
+from helpers import (
+    NAMES,
+    TOL,
+    assert_tree_close,
+    autodiff_grads,
+    bad,
+    check_raises,
+    custom_vjp_grads,
+    rel_err,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 from jax.experimental import checkify
@@ -21,21 +28,6 @@ from jaxrnn.testing import strategies as rs
 
 # A small shape pool: every distinct (shape, activation, dtype) compiles once.
 SHAPES = rs.shapes(N=(1, 3), T=(0, 1, 6), D=(2,), H=(1, 3))
-
-
-@partial(jax.jit, static_argnames="activation")
-def masked_autodiff(dh, x, h0, Wx, Wh, b, lengths, activation):
-    f = lambda *a: reference.scan_rnn(*a, activation, lengths=lengths)  # noqa: E731
-    h, vjp = jax.vjp(f, x, h0, Wx, Wh, b)
-    return h, vjp(dh)
-
-
-@partial(jax.jit, static_argnames="activation")
-def masked_custom_vjp(dh, x, h0, Wx, Wh, b, lengths, activation):
-    def loss(*a):
-        return (jaxrnn.rnn(*a, activation=activation, lengths=lengths) * dh).sum()
-
-    return jax.grad(loss, argnums=(0, 1, 2, 3, 4))(x, h0, Wx, Wh, b)
 
 
 @given(rs.problems(shape=SHAPES), st.data())
@@ -58,7 +50,7 @@ def test_lengths_equal_numpy_per_sequence(p, data):
         assert rel_err(dx[n, :L], g_ref[0][0]) <= tol
         assert rel_err(dh0[n], g_ref[1][0]) <= tol
         want_w = [a + g for a, g in zip(want_w, g_ref[2:], strict=True)]
-    assert_close((dWx, dWh, db), want_w, p.x.dtype, NAMES[2:])
+    assert_tree_close((dWx, dWh, db), want_w, p.x.dtype, names=NAMES[2:])
 
 
 @given(rs.problems(shape=SHAPES), st.data())
@@ -67,10 +59,11 @@ def test_lengths_hand_equals_autodiff(p, data):
     N, T, _ = p.x.shape
     lengths = data.draw(rs.lengths(N, T))
     h, cache = jaxrnn.rnn_forward(*p.args, activation=p.activation, lengths=lengths)
-    h_ad, g_ad = masked_autodiff(p.dh, *p.args, lengths, p.activation)
+    kw = dict(activation=p.activation, lengths=lengths)
+    h_ad, g_ad = autodiff_grads(p.dh, *p.args, **kw)
     assert rel_err(h, h_ad) <= TOL[np.dtype(p.x.dtype)]
-    assert_close(jaxrnn.rnn_backward(jnp.asarray(p.dh), cache), g_ad, p.x.dtype)
-    assert_close(masked_custom_vjp(p.dh, *p.args, lengths, p.activation), g_ad, p.x.dtype)
+    assert_tree_close(jaxrnn.rnn_backward(jnp.asarray(p.dh), cache), g_ad, p.x.dtype, names=NAMES)
+    assert_tree_close(custom_vjp_grads(p.dh, *p.args, **kw), g_ad, p.x.dtype, names=NAMES)
 
 
 @given(rs.problems(shape=SHAPES))
@@ -82,7 +75,9 @@ def test_full_lengths_equal_default_path(p):
     hm, cm = jaxrnn.rnn_forward(*p.args, activation=p.activation, lengths=full)
     assert rel_err(hm, h) <= TOL[np.dtype(p.x.dtype)]
     dh = jnp.asarray(p.dh)
-    assert_close(jaxrnn.rnn_backward(dh, cm), jaxrnn.rnn_backward(dh, c), p.x.dtype)
+    assert_tree_close(
+        jaxrnn.rnn_backward(dh, cm), jaxrnn.rnn_backward(dh, c), p.x.dtype, names=NAMES
+    )
     assert rel_err(jaxrnn.final_state(hm, p.h0, full), jaxrnn.final_state(h, p.h0)) <= 1e-6
 
 
@@ -118,24 +113,36 @@ BAD_LENGTHS = [
 
 
 @pytest.mark.parametrize("fn", [jaxrnn.rnn_forward, jaxrnn.rnn], ids=lambda f: f.__name__)
-@pytest.mark.parametrize("lengths,match", BAD_LENGTHS)
+@pytest.mark.parametrize(
+    "lengths,match",
+    BAD_LENGTHS,
+    ids=["negative", "above-T", "too-long", "2-D", "float", "bool", "str"],
+)
 def test_bad_lengths(fn, lengths, match):
     with pytest.raises(ValueError, match=rf"{fn.__name__}: {match}"):
         fn(X, H0, *W, lengths=lengths)
 
 
-def test_lengths_under_jit_and_checkify():
-    """Under jit only shape/dtype are checked (a length above T acts as T); checkify opts in."""
+def test_lengths_under_jit_check_shape_and_dtype_only():
+    """Under jit only shape/dtype are checked: a length above T acts as T; a float still fails."""
     f = jax.jit(lambda x, lengths: jaxrnn.rnn(x, H0, *W, lengths=lengths))
     np.testing.assert_array_equal(f(X, np.array([9, 3])), f(X, np.array([3, 3])))
     with pytest.raises(ValueError, match=r"lengths must have an integer dtype"):
         f(X, np.array([1.0, 2.0]))
+
+
+def test_out_of_range_lengths_under_jit_are_clipped_in_a_bidirectional_stack():
+    """Traced lengths outside [0, T] act as clipped to it (no NaN, no wrap) in stack_forward."""
     layer = jaxrnn.init_stack(jax.random.PRNGKey(0), 1, [2], bidirectional=True, dtype=jnp.float64)
     bi = jax.jit(
         lambda lengths: jaxrnn.stack_forward(X, (np.zeros((2, 4)),), layer, lengths=lengths)
     )
     for got, want in zip(bi(np.array([9, -1]))[:2], bi(np.array([3, 0]))[:2], strict=True):
         assert jax.tree.all(jax.tree.map(np.array_equal, got, want))  # clipped, no NaN
+
+
+def test_check_lengths_under_checkify():
+    """checkify opts in to the value check under jit: check_lengths reports the range."""
 
     def checked(x, lengths):
         jaxrnn.check_lengths(lengths, x.shape[1])
@@ -146,8 +153,6 @@ def test_lengths_under_jit_and_checkify():
     assert err.get() is None
     err, _ = g(X, np.array([1, 4]))
     assert "lengths must lie in [0, T] = [0, 3], got min 1, max 4" in err.get()
-    with pytest.raises(ValueError, match=r"check_lengths: lengths must lie in \[0, T\] = \[0, 3\]"):
-        jaxrnn.check_lengths(np.array([-2]), 3)
 
 
 @pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.int64])
@@ -168,11 +173,35 @@ def test_narrow_integer_lengths_do_not_wrap(dtype):
     )
 
 
-def test_length_helpers_validate():
-    h = jnp.zeros((2, 3, 4))
-    with pytest.raises(ValueError, match=r"final_state: lengths must have shape \(N,\) = \(2,\)"):
-        jaxrnn.final_state(h, h[:, 0], [1, 2, 3])
-    with pytest.raises(ValueError, match=r"valid_mask: lengths must have an integer dtype"):
-        jaxrnn.valid_mask(np.array([1.0, 2.0]), 3)
-    with pytest.raises(ValueError, match=r"reverse_within_lengths: lengths must lie in \[0, T\]"):
-        jaxrnn.reverse_within_lengths(h, np.array([1, 4]))
+HS = jnp.zeros((2, 3, 4))
+BAD_HELPER_ARGS = [
+    bad(
+        "check_lengths-negative",
+        lambda: jaxrnn.check_lengths(np.array([-2]), 3),
+        ValueError,
+        r"check_lengths: lengths must lie in \[0, T\] = \[0, 3\]",
+    ),
+    bad(
+        "final_state-lengths-shape",
+        lambda: jaxrnn.final_state(HS, HS[:, 0], [1, 2, 3]),
+        ValueError,
+        r"final_state: lengths must have shape \(N,\) = \(2,\)",
+    ),
+    bad(
+        "valid_mask-float-lengths",
+        lambda: jaxrnn.valid_mask(np.array([1.0, 2.0]), 3),
+        ValueError,
+        r"valid_mask: lengths must have an integer dtype",
+    ),
+    bad(
+        "reverse_within_lengths-above-T",
+        lambda: jaxrnn.reverse_within_lengths(HS, np.array([1, 4])),
+        ValueError,
+        r"reverse_within_lengths: lengths must lie in \[0, T\]",
+    ),
+]
+
+
+@pytest.mark.parametrize("call,exc,match", BAD_HELPER_ARGS)
+def test_length_helpers_validate(call, exc, match):
+    check_raises(call, exc, match)

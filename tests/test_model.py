@@ -7,9 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import assert_tree_close, bad, check_raises, random_model
 from hypothesis import given
 from hypothesis import strategies as st
-from tree_helpers import assert_tree_close, tree_rel_err
 
 import jaxrnn
 from jaxrnn import BiRNNParams, RNNParams, model
@@ -37,18 +37,7 @@ def batch(seed, bi, L, dtype=np.float64):
 
 def random_params(rng, L, bi):
     """float64 ModelParams drawn with numpy (no jax.random: nothing to compile per config)."""
-
-    def rnn(d, H):
-        return RNNParams(*(rng.standard_normal(s) / np.sqrt(s[0]) for s in ((d, H), (H, H), (H,))))
-
-    layers, d = [], 3
-    for H in HIDDEN[:L]:
-        layers.append(BiRNNParams(rnn(d, H), rnn(d, H)) if bi else rnn(d, H))
-        d = (2 if bi else 1) * H
-    return model.ModelParams(
-        rng.standard_normal((VOCAB, 3)), tuple(layers), rng.standard_normal((d, K)) / np.sqrt(d),
-        rng.standard_normal(K) * 0.1,
-    )  # fmt: skip
+    return random_model(rng, VOCAB, HIDDEN[:L], K, embed_size=3, bidirectional=bi)
 
 
 # (layers, bidirectional, truncation): every layer count, both directions, truncation
@@ -184,7 +173,7 @@ def test_predict_step_composes_into_loss():
         logp = jax.nn.log_softmax(scores, axis=-1)
         total -= float(jnp.take_along_axis(logp, targets[:, t, None], axis=-1).sum()) / N
     assert total == pytest.approx(float(loss), rel=1e-12)
-    assert tree_rel_err(state, hT) <= 1e-12
+    assert_tree_close(state, hT, what="final state", tol=1e-12)
 
 
 def test_init_and_init_state():
@@ -203,43 +192,100 @@ def test_init_and_init_state():
     assert [s.shape for s in model.init_state(b, 1)] == [(1, 10), (1, 8)]
 
 
-def test_model_bad_inputs():
-    p = model.init(jax.random.PRNGKey(0), 5, [3, 2], 4)
-    tok, tgt = np.zeros((2, 3), int), np.zeros((2, 3), int)
-    with pytest.raises(ValueError, match=r"loss_and_grads: tokens must lie in \[0, 5\).*max 5"):
-        model.loss_and_grads(p, tok + 5, tgt)
-    with pytest.raises(ValueError, match=r"loss: targets \(where counted\) must lie in \[0, 4\)"):
-        model.loss(p, tok, tgt - 1)
-    model.loss_and_grads(p, tok, tgt - 1, mask=np.zeros((2, 3)))  # masked targets are not checked
-    with pytest.raises(
-        ValueError, match=r"targets must have shape \(N, T\) = \(2, 3\), got \(2, 2\)"
-    ):
-        model.loss_and_grads(p, tok, tgt[:, :2])
-    with pytest.raises(ValueError, match=r"h0 must hold one state per layer: expected 2, got 1"):
-        model.loss_and_grads(p, tok, tgt, h0=(np.zeros((2, 3), np.float32),))
-    with pytest.raises(
-        ValueError, match=r"h0\[1\] must have shape \(N, H_1\) = \(2, 2\), got \(2, 3\)"
-    ):
-        model.loss_and_grads(p, tok, tgt, h0=(np.zeros((2, 3)), np.zeros((2, 3))))
-    with pytest.raises(
-        ValueError, match=r"lengths must lie in \[0, T\] = \[0, 3\], got min 0, max 4"
-    ):
-        model.loss_and_grads(p, tok, tgt, lengths=np.array([0, 4]))
-    with pytest.raises(ValueError, match=r"truncation must be None or a positive int"):
-        model.loss(p, tok, tgt, truncation=0)
-    with pytest.raises(ValueError, match=r"grad must be 'hand' or 'autodiff', got 'fd'"):
-        model.loss(p, tok, tgt, grad="fd")
-    with pytest.raises(
-        ValueError, match=r"activations must be one name or one per layer: expected 2, got 3"
-    ):
-        model.loss_and_grads(p, tok, tgt, activations=("tanh",) * 3)
-    with pytest.raises(ValueError, match=r"predict_step: tokens must lie in \[0, 5\)"):
-        model.predict_step(p, np.array([9, 0]), model.init_state(p, 2))
-    b = model.init(jax.random.PRNGKey(0), 5, [3], bidirectional=True)
-    with pytest.raises(ValueError, match=r"predict_step: a bidirectional model.*cannot step"):
-        model.predict_step(b, np.array([0]), model.init_state(b, 1))
-    with pytest.raises(ValueError, match=r"init: embed_size must be a positive int, got 0"):
-        model.init(jax.random.PRNGKey(0), 5, [3], embed_size=0)
+P = model.init(jax.random.PRNGKey(0), 5, [3, 2], 4)  # vocab 5, K = 4, two layers
+P_BI = model.init(jax.random.PRNGKey(0), 5, [3], bidirectional=True)
+TOK, TGT = np.zeros((2, 3), int), np.zeros((2, 3), int)
+BAD_MODEL = [
+    bad(
+        "loss_and_grads-token-out-of-range",
+        lambda: model.loss_and_grads(P, TOK + 5, TGT),
+        ValueError,
+        r"loss_and_grads: tokens must lie in \[0, 5\).*max 5",
+    ),
+    bad(
+        "loss-target-out-of-range",
+        lambda: model.loss(P, TOK, TGT - 1),
+        ValueError,
+        r"loss: targets \(where counted\) must lie in \[0, 4\)",
+    ),
+    bad(
+        "loss_and_grads-targets-shape",
+        lambda: model.loss_and_grads(P, TOK, TGT[:, :2]),
+        ValueError,
+        r"targets must have shape \(N, T\) = \(2, 3\), got \(2, 2\)",
+    ),
+    bad(
+        "loss_and_grads-h0-count",
+        lambda: model.loss_and_grads(P, TOK, TGT, h0=(np.zeros((2, 3), np.float32),)),
+        ValueError,
+        r"h0 must hold one state per layer: expected 2, got 1",
+    ),
+    bad(
+        "loss_and_grads-h0-shape",
+        lambda: model.loss_and_grads(P, TOK, TGT, h0=(np.zeros((2, 3)), np.zeros((2, 3)))),
+        ValueError,
+        r"h0\[1\] must have shape \(N, H_1\) = \(2, 2\), got \(2, 3\)",
+    ),
+    bad(
+        "loss_and_grads-lengths-above-T",
+        lambda: model.loss_and_grads(P, TOK, TGT, lengths=np.array([0, 4])),
+        ValueError,
+        r"lengths must lie in \[0, T\] = \[0, 3\], got min 0, max 4",
+    ),
+    bad(
+        "loss-truncation-zero",
+        lambda: model.loss(P, TOK, TGT, truncation=0),
+        ValueError,
+        r"truncation must be None or a positive int",
+    ),
+    bad(
+        "loss-grad-unknown",
+        lambda: model.loss(P, TOK, TGT, grad="fd"),
+        ValueError,
+        r"grad must be 'hand' or 'autodiff', got 'fd'",
+    ),
+    bad(
+        "loss_and_grads-too-many-activations",
+        lambda: model.loss_and_grads(P, TOK, TGT, activations=("tanh",) * 3),
+        ValueError,
+        r"activations must be one name or one per layer: expected 2, got 3",
+    ),
+    bad(
+        "predict_step-token-out-of-range",
+        lambda: model.predict_step(P, np.array([9, 0]), model.init_state(P, 2)),
+        ValueError,
+        r"predict_step: tokens must lie in \[0, 5\)",
+    ),
+    bad(
+        "predict_step-bidirectional",
+        lambda: model.predict_step(P_BI, np.array([0]), model.init_state(P_BI, 1)),
+        ValueError,
+        r"predict_step: a bidirectional model.*cannot step",
+    ),
+    bad(
+        "init-embed_size-zero",
+        lambda: model.init(jax.random.PRNGKey(0), 5, [3], embed_size=0),
+        ValueError,
+        r"init: embed_size must be a positive int, got 0",
+    ),
+    bad(
+        "init-hidden_sizes-int",
+        lambda: model.init(jax.random.PRNGKey(0), 5, 8),
+        ValueError,
+        r"hidden_sizes must be a non-empty sequence of ints, got 8",
+    ),
+]
+
+
+@pytest.mark.parametrize("call,exc,match", BAD_MODEL)
+def test_model_bad_inputs(call, exc, match):
+    check_raises(call, exc, match)
+
+
+def test_masked_targets_are_not_checked():
+    """A target out of range where mask == 0 is padding, not an error."""
+    loss, _, _ = model.loss_and_grads(P, TOK, TGT - 1, mask=np.zeros((2, 3)))
+    assert float(loss) == 0.0
 
 
 @pytest.mark.parametrize("grad", ["hand", "autodiff"])
@@ -256,10 +302,3 @@ def test_masked_out_of_range_targets_are_ignored_by_every_path(grad):
     assert np.isfinite(float(want)) and float(got) == pytest.approx(float(want), rel=1e-12)
     for a, b in zip(jax.tree_util.tree_leaves(g2), jax.tree_util.tree_leaves(grads), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
-
-
-def test_init_rejects_an_int_for_hidden_sizes():
-    with pytest.raises(
-        ValueError, match=r"hidden_sizes must be a non-empty sequence of ints, got 8"
-    ):
-        model.init(jax.random.PRNGKey(0), 5, 8)

@@ -6,12 +6,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import assert_tree_close, bad, check_raises, random_layers
 from hypothesis import given
 from hypothesis import strategies as st
-from tree_helpers import assert_tree_close
 
 import jaxrnn
 from jaxrnn import BiRNNParams, RNNParams
+from jaxrnn.reference import scan_rnn
 from jaxrnn.testing import strategies as rs
 
 N, D = 2, 2
@@ -20,20 +21,11 @@ ACTS = {1: ("tanh",), 2: ("relu", "sigmoid"), 3: ("sigmoid", "identity", "tanh")
 
 
 def naive_rnn(x, h0, p, act, lengths, k):
-    """An independent masked scan; k is traced (stop_gradient where t % k == 0, t > 0)."""
-    f = jaxrnn.get_activation(act).fn
-    T = x.shape[1]
-    t = jnp.arange(T)
-    m = (t[None, :] < lengths[:, None]).T[:, :, None]  # (T, N, 1)
-
-    def step(h, xs):
-        x_t, m_t, t_ = xs
-        h = jnp.where((t_ % k == 0) & (t_ > 0), jax.lax.stop_gradient(h), h)
-        h_new = f(x_t @ p.Wx + h @ p.Wh + p.b[None])
-        return jnp.where(m_t, h_new, h), jnp.where(m_t, h_new, 0.0 * h_new)
-
-    _, h = jax.lax.scan(step, h0, (x.swapaxes(0, 1), m, t))
-    return h.swapaxes(0, 1)
+    """The oracle's forward (reference.scan_rnn, masked), truncation k given as the 0/1
+    carry weights that stop the gradient at t = k, 2k, ...: k stays traced (one compile)."""
+    t = jnp.arange(x.shape[1])
+    xi = jnp.where((t % k == 0) & (t > 0), 0.0, 1.0).astype(x.dtype)
+    return scan_rnn(x, h0, *p, act, lengths=lengths, carry_weights=xi)
 
 
 def reverse_np(x, lengths):
@@ -66,10 +58,6 @@ def stack_oracle(dh, x, h0, layers, lengths, k, acts):
     return h, vjp(dh)
 
 
-def make_layers(key, L, bi, dtype):
-    return jaxrnn.init_stack(key, D, HIDDEN[:L], bidirectional=bi, dtype=dtype)
-
-
 @given(
     st.sampled_from((1, 2, 3)),
     st.booleans(),
@@ -82,7 +70,7 @@ def test_stack_hand_equals_autodiff(L, bi, T, k, seed, data):
     """float64, L = 1..3, bidirectional on/off, lengths on/off, truncation 1, 2, T, none."""
     lengths = data.draw(st.one_of(st.none(), rs.lengths(N, T)))
     rng = np.random.default_rng(seed)
-    layers = make_layers(jax.random.PRNGKey(seed % 1000), L, bi, jnp.float64)
+    layers = random_layers(rng, D, HIDDEN[:L], bi)
     x = rng.standard_normal((N, T, D))
     h0 = tuple(rng.standard_normal((N, 2 * H if bi else H)) for H in HIDDEN[:L])
     H_top = (2 if bi else 1) * HIDDEN[L - 1]
@@ -105,7 +93,7 @@ def test_stack_float32():
     """float32 against the float64 oracle; tolerance as for the core (helpers.TOL)."""
     rng = np.random.default_rng(0)
     lengths = np.array([5, 2])
-    layers = make_layers(jax.random.PRNGKey(1), 2, True, jnp.float64)
+    layers = random_layers(rng, D, HIDDEN[:2], True)
     x, dh = rng.standard_normal((N, 5, D)), rng.standard_normal((N, 5, 4))
     h0 = tuple(rng.standard_normal((N, 2 * H)) for H in HIDDEN[:2])
     f32 = lambda t: jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), t)  # noqa: E731
@@ -122,7 +110,7 @@ def test_bidirectional_reverse_starts_at_last_valid_step():
     and the backward half at t = 0 equals a plain RNN run over the valid steps reversed."""
     rng = np.random.default_rng(3)
     T, lengths = 6, np.array([4, 6])
-    layer = make_layers(jax.random.PRNGKey(2), 1, True, jnp.float64)
+    layer = random_layers(rng, D, HIDDEN[:1], True)
     x = rng.standard_normal((N, T, D))
     x_pad = np.where((np.arange(T)[None] < lengths[:, None])[..., None], x, 1e3)
     h0 = (np.zeros((N, 6)),)
@@ -135,24 +123,54 @@ def test_bidirectional_reverse_starts_at_last_valid_step():
         np.testing.assert_allclose(hT[0][n, 3:], want[n, L - 1], rtol=1e-12)
 
 
-def test_init_stack_and_errors():
+def test_init_stack():
     layers = jaxrnn.init_stack(jax.random.PRNGKey(0), 5, [4, 3], bidirectional=True)
     assert isinstance(layers[0], BiRNNParams) and isinstance(layers[1].fwd, RNNParams)
     assert layers[0].fwd.Wx.shape == (5, 4) and layers[1].bwd.Wx.shape == (8, 3)
-    with pytest.raises(ValueError, match=r"hidden_sizes\[1\] must be a positive int, got 0"):
-        jaxrnn.init_stack(jax.random.PRNGKey(0), 5, [4, 0])
-    with pytest.raises(ValueError, match=r"hidden_sizes must be a non-empty sequence"):
-        jaxrnn.init_stack(jax.random.PRNGKey(0), 5, [])
-    x, h0 = np.zeros((1, 2, 5)), (np.zeros((1, 8)), np.zeros((1, 6)))
-    with pytest.raises(
-        ValueError, match=r"activations must be one name or one per layer: expected 2, got 3"
-    ):
-        jaxrnn.stack_forward(x, h0, layers, activations=("tanh",) * 3)
-    with pytest.raises(ValueError, match=r"unknown activation 'gelu'"):
-        jaxrnn.stack_forward(x, h0, layers, activations=("tanh", "gelu"))
-    with pytest.raises(ValueError, match=r"stack_forward: h0 must hold one state per layer"):
-        jaxrnn.stack_forward(x, h0[:1], layers)
-    with pytest.raises(
-        ValueError, match=r"stack_forward: h0\[0\] must have shape \(N, H_0\) = \(1, 8\)"
-    ):
-        jaxrnn.stack_forward(x, (np.zeros((1, 4)), h0[1]), layers)
+
+
+BI = random_layers(np.random.default_rng(0), 5, (4, 3), True)  # as init_stack(5, [4, 3], bi)
+XB, H0B = np.zeros((1, 2, 5)), (np.zeros((1, 8)), np.zeros((1, 6)))
+BAD_STACK = [
+    bad(
+        "init_stack-hidden-zero",
+        lambda: jaxrnn.init_stack(jax.random.PRNGKey(0), 5, [4, 0]),
+        ValueError,
+        r"hidden_sizes\[1\] must be a positive int, got 0",
+    ),
+    bad(
+        "init_stack-hidden-empty",
+        lambda: jaxrnn.init_stack(jax.random.PRNGKey(0), 5, []),
+        ValueError,
+        r"hidden_sizes must be a non-empty sequence",
+    ),
+    bad(
+        "stack_forward-too-many-activations",
+        lambda: jaxrnn.stack_forward(XB, H0B, BI, activations=("tanh",) * 3),
+        ValueError,
+        r"activations must be one name or one per layer: expected 2, got 3",
+    ),
+    bad(
+        "stack_forward-unknown-activation",
+        lambda: jaxrnn.stack_forward(XB, H0B, BI, activations=("tanh", "gelu")),
+        ValueError,
+        r"unknown activation 'gelu'",
+    ),
+    bad(
+        "stack_forward-h0-count",
+        lambda: jaxrnn.stack_forward(XB, H0B[:1], BI),
+        ValueError,
+        r"stack_forward: h0 must hold one state per layer",
+    ),
+    bad(
+        "stack_forward-h0-shape",
+        lambda: jaxrnn.stack_forward(XB, (np.zeros((1, 4)), H0B[1]), BI),
+        ValueError,
+        r"stack_forward: h0\[0\] must have shape \(N, H_0\) = \(1, 8\)",
+    ),
+]
+
+
+@pytest.mark.parametrize("call,exc,match", BAD_STACK)
+def test_bad_stack_input(call, exc, match):
+    check_raises(call, exc, match)

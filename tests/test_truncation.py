@@ -1,16 +1,20 @@
 """Truncated BPTT: the hand rule == jax.grad with lax.stop_gradient at t = k, 2k, ...;
 == the document's algorithm run chunk by chunk; and stateful chunked training."""
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import NAMES, assert_close
+from helpers import (
+    NAMES,
+    assert_tree_close,
+    autodiff_grads,
+    bad,
+    check_raises,
+    custom_vjp_grads,
+)
 from hypothesis import given
 from hypothesis import strategies as st
-from tree_helpers import assert_tree_close
 
 import jaxrnn
 from jaxrnn import model, reference
@@ -24,14 +28,6 @@ def truncations(T):
     return st.sampled_from(sorted({1, 2, max(T, 1), T + 3}))
 
 
-@partial(jax.jit, static_argnames=("activation", "truncation"))
-def stop_gradient_oracle(dh, x, h0, Wx, Wh, b, lengths, activation, truncation):
-    """jax.vjp of the naive scan with lax.stop_gradient on the carried state at t = k, 2k, ..."""
-    f = partial(reference.scan_rnn, activation=activation, lengths=lengths, truncation=truncation)
-    h, vjp = jax.vjp(f, x, h0, Wx, Wh, b)
-    return h, vjp(dh)
-
-
 @given(rs.problems(shape=SHAPES), st.data())
 def test_truncated_hand_equals_stop_gradient_autodiff(p, data):
     N, T, _ = p.x.shape
@@ -39,15 +35,11 @@ def test_truncated_hand_equals_stop_gradient_autodiff(p, data):
     lengths = data.draw(st.one_of(st.none(), rs.lengths(N, T)))
     kw = dict(activation=p.activation, truncation=k, lengths=lengths)
     h, cache = jaxrnn.rnn_forward(*p.args, **kw)
-    h_ad, g_ad = stop_gradient_oracle(p.dh, *p.args, lengths, p.activation, k)
-    assert_close([h], [h_ad], p.x.dtype, ["h"])
-    assert_close(jaxrnn.rnn_backward(jnp.asarray(p.dh), cache), g_ad, p.x.dtype)
-
-    def loss(*a):
-        return (jaxrnn.rnn(*a, **kw) * p.dh).sum()
-
-    grads = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3, 4)))(*p.args)  # custom_vjp path
-    assert_close(grads, g_ad, p.x.dtype)
+    h_ad, g_ad = autodiff_grads(p.dh, *p.args, **kw)
+    assert_tree_close(h, h_ad, p.x.dtype, "h")
+    assert_tree_close(jaxrnn.rnn_backward(jnp.asarray(p.dh), cache), g_ad, p.x.dtype, names=NAMES)
+    grads = custom_vjp_grads(p.dh, *p.args, **kw)
+    assert_tree_close(grads, g_ad, p.x.dtype, "custom_vjp", names=NAMES)
 
 
 @given(rs.problems(shape=SHAPES, dtype=st.just(np.float64)), st.data())
@@ -66,7 +58,7 @@ def test_truncated_equals_numpy_chunks(p, data):
         dh0 = dh0_c if s == 0 else dh0
         h_carry = h[:, -1]
     want = (np.concatenate(dx, 1) if T else np.zeros_like(p.x), dh0 if T else 0 * p.h0, *dws)
-    assert_close(got, want, np.float64, NAMES)
+    assert_tree_close(got, want, np.float64, names=NAMES)
 
 
 def test_truncation_changes_gradient_and_t_gives_full():
@@ -75,22 +67,21 @@ def test_truncation_changes_gradient_and_t_gives_full():
     dh = jnp.asarray(p.dh)
     full = jaxrnn.rnn_backward(dh, jaxrnn.rnn_forward(*p.args)[1])
     for k in (6, 9):
-        assert_close(
-            jaxrnn.rnn_backward(dh, jaxrnn.rnn_forward(*p.args, truncation=k)[1]), full, np.float64
-        )
+        cut_k = jaxrnn.rnn_backward(dh, jaxrnn.rnn_forward(*p.args, truncation=k)[1])
+        assert_tree_close(cut_k, full, np.float64, f"k={k}", names=NAMES)
     cut = jaxrnn.rnn_backward(dh, jaxrnn.rnn_forward(*p.args, truncation=2)[1])
     assert np.max(np.abs(cut[3] - full[3])) > 1e-3  # dWh loses the cross-chunk terms
     assert np.array_equal(cut[0][:, 4:], full[0][:, 4:])  # the last chunk is untouched
 
 
-@pytest.mark.parametrize("k", [0, -1, 2.0, True, "2"])
-def test_bad_truncation(k):
+@pytest.mark.parametrize("fn", [jaxrnn.rnn_forward, jaxrnn.rnn], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("k", [0, -1, 2.0, True, "2"], ids=repr)
+def test_bad_truncation(fn, k):
     p = rs.make_problem(rs.Shape(1, 2, 1, 1), 0)
-    for fn in (jaxrnn.rnn_forward, jaxrnn.rnn):
-        with pytest.raises(
-            ValueError, match=rf"{fn.__name__}: truncation must be None or a positive int"
-        ):
-            fn(*p.args, truncation=k)
+    with pytest.raises(
+        ValueError, match=rf"{fn.__name__}: truncation must be None or a positive int"
+    ):
+        fn(*p.args, truncation=k)
 
 
 @pytest.mark.parametrize("k", [1, 3])
@@ -116,19 +107,6 @@ def test_stateful_chunks_equal_truncated_full_sequence(k):
     assert np.max(np.abs(full_grads.layers[0].Wh - want_grads.layers[0].Wh)) > 1e-6
 
 
-@partial(jax.jit, static_argnames=("activation", "truncation"))
-def weighted_oracle(dh, x, h0, Wx, Wh, b, lengths, xi, activation, truncation):
-    """jax.vjp of the naive scan with the state entering step t as sg(h) + ξ_t (h - sg(h))."""
-    f = partial(
-        reference.scan_rnn,
-        activation=activation,
-        lengths=lengths,
-        truncation=truncation,
-        carry_weights=xi,
-    )
-    return jax.vjp(f, x, h0, Wx, Wh, b)[1](dh)
-
-
 @given(rs.problems(shape=SHAPES), st.data())
 def test_carry_weights_hand_equals_autodiff(p, data):
     """Randomized truncation: hand rule with factors ξ_t (zeros included) == autodiff."""
@@ -138,13 +116,10 @@ def test_carry_weights_hand_equals_autodiff(p, data):
     xi = np.random.default_rng(p.seed).choice([0.0, 0.5, 2.0], T).astype(p.x.dtype)
     kw = dict(activation=p.activation, truncation=k, lengths=lengths, carry_weights=xi)
     _, cache = jaxrnn.rnn_forward(*p.args, **kw)
-    g_ad = weighted_oracle(p.dh, *p.args, lengths, xi, p.activation, k)
-    assert_close(jaxrnn.rnn_backward(jnp.asarray(p.dh), cache), g_ad, p.x.dtype)
-
-    def loss(*a):
-        return (jaxrnn.rnn(*a, **kw) * p.dh).sum()
-
-    assert_close(jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3, 4)))(*p.args), g_ad, p.x.dtype)
+    _, g_ad = autodiff_grads(p.dh, *p.args, **kw)
+    assert_tree_close(jaxrnn.rnn_backward(jnp.asarray(p.dh), cache), g_ad, p.x.dtype, names=NAMES)
+    grads = custom_vjp_grads(p.dh, *p.args, **kw)
+    assert_tree_close(grads, g_ad, p.x.dtype, "custom_vjp", names=NAMES)
 
 
 def test_carry_weights_special_cases_and_unbiasedness():
@@ -157,9 +132,9 @@ def test_carry_weights_special_cases_and_unbiasedness():
         return jaxrnn.rnn_backward(dh, jaxrnn.rnn_forward(*p.args, **kw)[1])
 
     full = grads()
-    assert_close(grads(carry_weights=np.ones(6)), full, np.float64)
+    assert_tree_close(grads(carry_weights=np.ones(6)), full, names=NAMES)
     cut = np.array([1.0, 1, 0, 1, 0, 1])  # zero at t = 2, 4
-    assert_close(grads(carry_weights=cut), grads(truncation=2), np.float64)
+    assert_tree_close(grads(carry_weights=cut), grads(truncation=2), names=NAMES)
     xi = np.array([1.0, 2, 0, 0.5, 2, 0])
     for t in range(6):
         lo, hi, mid = xi.copy(), xi.copy(), xi.copy()
@@ -168,14 +143,35 @@ def test_carry_weights_special_cases_and_unbiasedness():
             0.25 * a + 0.75 * b
             for a, b in zip(grads(carry_weights=hi), grads(carry_weights=lo), strict=True)
         ]
-        assert_close(grads(carry_weights=mid), mixed, np.float64)
+        assert_tree_close(grads(carry_weights=mid), mixed, what=f"t={t}", names=NAMES)
+
+
+def test_randomized_truncation_draws_unbiased_weights():
+    """ξ_t ∈ {0, 1/p} with mean 1; p = 1 is all ones (full BPTT)."""
     key = jax.random.PRNGKey(0)
     xi = jaxrnn.randomized_truncation(key, 4000, 0.25, jnp.float64)
     assert set(np.unique(xi).tolist()) == {0.0, 4.0} and abs(float(xi.mean()) - 1) < 0.1
     assert np.all(jaxrnn.randomized_truncation(key, 5, 1.0) == 1)
-    with pytest.raises(ValueError, match=r"p must be a number in \(0, 1\], got 0"):
-        jaxrnn.randomized_truncation(key, 5, 0)
-    with pytest.raises(
-        ValueError, match=r"carry_weights must have shape \(T,\) = \(6,\).*got \(5,\)"
-    ):
-        jaxrnn.rnn_forward(*p.args, carry_weights=np.ones(5))
+
+
+BAD_CARRY = [
+    bad(
+        "randomized_truncation-p-zero",
+        lambda: jaxrnn.randomized_truncation(jax.random.PRNGKey(0), 5, 0),
+        ValueError,
+        r"p must be a number in \(0, 1\], got 0",
+    ),
+    bad(
+        "rnn_forward-carry_weights-shape",
+        lambda: jaxrnn.rnn_forward(
+            *rs.make_problem(rs.Shape(2, 6, 2, 3), 5).args, carry_weights=np.ones(5)
+        ),
+        ValueError,
+        r"carry_weights must have shape \(T,\) = \(6,\).*got \(5,\)",
+    ),
+]
+
+
+@pytest.mark.parametrize("call,exc,match", BAD_CARRY)
+def test_bad_carry_weights(call, exc, match):
+    check_raises(call, exc, match)
