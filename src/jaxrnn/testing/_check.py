@@ -1,4 +1,4 @@
-"""``check_rnn_backward`` / ``check_rnn_step_backward``: hypothesis drives the oracle."""
+"""``check_rnn_backward`` / ``check_rnn_step_backward``: the RNN oracle, driven by hypothesis."""
 
 from __future__ import annotations
 
@@ -7,13 +7,16 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
-from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import strategies as st
 
-from .._activations import get_activation
+import jaxrnn
+
 from . import _oracle
+from ._compare import Failure, scale_of, x64
+from ._locate import rnn_diagnosis
 from ._report import DEFAULT_TOL, largest, python_repro, report
-from .strategies import Shape, check_shapes, seeds
+from ._runner import drive, validate
+from .strategies import CHECK_POOL, Problem, Shape, oracle_shapes
 
 DEFAULT_MAX_EXAMPLES = 30
 
@@ -25,20 +28,25 @@ class Stats(NamedTuple):
     max_rel_err: dict[str, float]
 
 
-def accepts_activation(fn: Callable[..., Any]) -> bool:
-    """True when ``fn`` has a parameter named ``activation`` or takes ``**kwargs``."""
+def accepts(fn: Callable[..., Any], name: str) -> bool:
+    """True when ``fn`` has a parameter called ``name`` or takes ``**kwargs``."""
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):  # builtins and some C callables have no signature
         return False
     return any(
-        p.kind is p.VAR_KEYWORD or (p.name == "activation" and p.kind is not p.POSITIONAL_ONLY)
+        p.kind is p.VAR_KEYWORD or (p.name == name and p.kind is not p.POSITIONAL_ONLY)
         for p in params
     )
 
 
+def accepts_activation(fn: Callable[..., Any]) -> bool:
+    """True when ``fn`` has a parameter named ``activation`` or takes ``**kwargs``."""
+    return accepts(fn, "activation")
+
+
 def run_check(
-    kind: _oracle._Kind,
+    kind: _oracle.Kind,
     forward_fn: Callable[..., Any],
     backward_fn: Callable[..., Any],
     *,
@@ -59,49 +67,45 @@ def run_check(
     (``N,T,D,H``) and ``{seed}`` fields; by default a Python call.
     """
     __tracebackhide__ = True
-    get_activation(activation)  # ValueError naming the choices
+    jaxrnn.get_activation(activation)  # ValueError naming the choices
     for label, fn in (("forward_fn", forward_fn), ("backward_fn", backward_fn)):
         if not callable(fn):
             raise TypeError(f"{label} must be callable, got {type(fn).__name__}")
-    if not (isinstance(max_examples, int) and max_examples >= 1):
-        raise ValueError(f"max_examples must be a positive int, got {max_examples!r}")
+    validate(max_examples, tol, derandomize)
     if shapes is not None and not isinstance(shapes, st.SearchStrategy):
         raise TypeError(f"shapes must be a hypothesis strategy of Shape, got {shapes!r}")
     if pass_activation is None:
         pass_activation = accepts_activation(forward_fn)
     kwargs = {"activation": activation} if pass_activation else {}
     convert = convert_inputs if convert_inputs is not None else (lambda a: a)
-    seen: list[tuple[_oracle.Row, ...]] = []
-    failed: list[_oracle.Failure] = []  # every failing example hypothesis tried
+    single = None if shape is None else (_shape(shape, kind), 0 if seed is None else int(seed))
 
-    def one(shape_: Shape, seed_: int) -> None:
+    def one(shape_: Shape, seed_: int):
+        ex = _oracle.make_example(kind, shape_, seed_, activation)
         try:
-            rows = _oracle.run_example(
-                kind, forward_fn, backward_fn, shape_, seed_, activation, kwargs, tol, convert
+            return _oracle.run_example(
+                kind, forward_fn, backward_fn, ex, shape_, seed_, kwargs, tol, convert
             )
-        except _oracle.Failure as f:
-            failed.append(f)
+        except Failure as f:
+            f.problem = ex  # for the diagnosis of the reported failure
             raise
-        seen.append(rows)
 
-    try:
-        with _oracle.x64():
-            if shape is not None:
-                one(_shape(shape, kind), 0 if seed is None else int(seed))
-            else:
-                strategy = shapes if shapes is not None else check_shapes()
-                if kind.step:  # one step: T plays no part
-                    strategy = strategy.map(lambda s: s._replace(T=1))
-                _given(strategy, seeds)(_settings(max_examples, derandomize)(one))()
-    except Exception as e:
-        failure = _find_failure(e)
-        if failure is None:
-            raise
+    pool = None if shapes is not None else _pool(kind)
+    strategy = shapes if shapes is not None else oracle_shapes()
+    if kind.step:  # one step: T plays no part
+        strategy = strategy.map(lambda s: s._replace(T=1))
+    seen, failure, failed = drive(
+        one, pool=pool, strategy=strategy, max_examples=max_examples,
+        derandomize=derandomize, single=single,
+    )  # fmt: skip
+    if failure is not None:
+        if failure.rows and hasattr(failure, "problem"):
+            failure.notes = _diagnose(kind, failure, forward_fn, backward_fn, kwargs, tol, convert)
         if repro is None:
             repro = python_repro(kind, forward_fn, backward_fn, activation, failure, tol)
         else:  # a template: "... --shape {shape} --seed {seed}"
             repro = repro.format(shape=",".join(map(str, failure.shape)), seed=failure.seed)
-        text = report(kind, failure, activation, tol, repro) + largest(kind, failure, failed)
+        text = report(kind.title, failure, activation, tol, repro) + largest(failure, failed)
         raise AssertionError(text) from None
     worst = {
         n: max((rows[i].rel_err for rows in seen if i < len(rows)), default=0.0)
@@ -110,59 +114,65 @@ def run_check(
     return Stats(len(seen), worst)
 
 
-def _given(*strategies: st.SearchStrategy) -> Callable[[Callable[..., None]], Callable[[], None]]:
-    """``hypothesis.given``, also when called inside a user's own ``@given`` test.
-
-    ``given`` refuses to decorate inside a running hypothesis test (the
-    ``nested_given`` health check of the *outer* settings, which the oracle
-    cannot set). Nesting is what the user asked for here, so the decorator is
-    applied with hypothesis's build context cleared; the inner test then runs
-    normally, inside the outer one. Falls back to plain ``given`` if the
-    private context variable moves.
-    """
-
-    def decorate(fn):
-        try:
-            from hypothesis.control import _current_build_context
-        except ImportError:  # pragma: no cover - a future hypothesis
-            return given(*strategies)(fn)
-        with _current_build_context.with_value(None):
-            return given(*strategies)(fn)
-
-    return decorate
+def _pool(kind: _oracle.Kind) -> list[Shape]:
+    if not kind.step:
+        return list(CHECK_POOL)
+    return list(dict.fromkeys(s._replace(T=1) for s in CHECK_POOL))
 
 
-def _settings(max_examples: int, derandomize: bool) -> settings:
-    """Explicit settings, independent of the caller's profile and of an enclosing ``@given``."""
-    return settings(
-        max_examples=max_examples,
-        deadline=None,
-        database=None,
-        derandomize=derandomize,
-        phases=(Phase.explicit, Phase.generate, Phase.shrink),
-        suppress_health_check=list(HealthCheck),
-        report_multiple_bugs=False,
-        print_blob=False,
-        verbosity=Verbosity.quiet,
-    )
-
-
-def _shape(shape: tuple[int, ...], kind: _oracle._Kind) -> Shape:
+def _shape(shape: tuple[int, ...], kind: _oracle.Kind) -> Shape:
     if len(shape) != 4 or not all(isinstance(n, (int, np.integer)) and n >= 0 for n in shape):
         raise ValueError(f"shape must be (N, T, D, H) of non-negative ints, got {shape!r}")
     s = Shape(*(int(n) for n in shape))
     return s._replace(T=1) if kind.step else s
 
 
-def _find_failure(e: BaseException) -> _oracle.Failure | None:
-    """The oracle's failure inside whatever hypothesis raised (it may wrap it in a group)."""
-    if isinstance(e, _oracle.Failure):
-        return e
-    for inner in getattr(e, "exceptions", ()):
-        found = _find_failure(inner)
-        if found is not None:
-            return found
-    return None
+def _diagnose(kind, f: Failure, forward_fn, backward_fn, kwargs, tol, convert) -> list[str]:
+    """The report's extra lines: the first wrong step, a named bug, batch mixing."""
+    ex: _oracle.Example = f.problem
+    lines = []
+    if not kind.step and not kind.lengths:
+        lines = rnn_diagnosis(f, ex.problem, tol)
+    if kind.lengths:
+        lines += _lengths_notes(f, ex)
+    if ex.problem.x.shape[0] > 1 and not any(ln.startswith("looks like") for ln in lines):
+        with x64():
+            mixing = _batch_mixing(kind, f, ex, forward_fn, backward_fn, kwargs, tol, convert)
+        lines += [mixing] if mixing else []
+    return lines
+
+
+def _lengths_notes(f: Failure, ex: _oracle.Example) -> list[str]:
+    lengths = ex.lengths
+    notes = [f"lengths: {lengths.tolist()}"]
+    dh0, want = f.got.get("dh0"), f.want.get("dh0")
+    if dh0 is not None and dh0.shape == want.shape:
+        wrong = np.abs(dh0 - want).max(axis=1) > 1e-8 * scale_of(want)
+        if wrong.any() and np.all(lengths[wrong] == 0):
+            notes.append("dh0 is wrong only in rows of length 0 (there dh0 must be 0)")
+    return notes
+
+
+def _batch_mixing(kind, f: Failure, ex, forward_fn, backward_fn, kwargs, tol, convert):
+    """Runs the user's code on each row alone; names mixing if a row's answer changes."""
+    p: Problem = ex.problem
+    for n in range(p.x.shape[0]):
+        rows = slice(n, n + 1)
+        sub = p._replace(x=p.x[rows], h0=p.h0[rows], dh=p.dh[rows])
+        lengths = None if ex.lengths is None else ex.lengths[rows]
+        one = _oracle.example_of(kind, sub, lengths)
+        shape = Shape(1, *f.shape[1:])
+        try:
+            _oracle.run_example(
+                kind, forward_fn, backward_fn, one, shape, f.seed, kwargs, tol, convert
+            )
+        except Failure:
+            continue  # this row alone is wrong too: not a batch effect
+        return (
+            f"mixing across the batch: row {n} computed alone (N = 1) is right, "
+            f"but wrong inside the batch of N = {p.x.shape[0]}"
+        )
+    return ""
 
 
 def check_rnn_backward(
@@ -176,6 +186,7 @@ def check_rnn_backward(
     derandomize: bool = True,
     shape: tuple[int, int, int, int] | None = None,
     seed: int | None = None,
+    lengths: bool = False,
     pass_activation: bool | None = None,
     convert_inputs: Callable[[np.ndarray], Any] | None = None,
 ) -> None:
@@ -188,12 +199,22 @@ def check_rnn_backward(
 
     with ``x: (N, T, D)``, ``h0: (N, H)``, ``Wx: (D, H)``, ``Wh: (H, H)``,
     ``b: (H,)``, ``h`` and ``dh: (N, T, H)``; each gradient has the shape of
-    what it differentiates. Hypothesis draws shapes (T = 1, N = 1, H = 1 and
-    D != H included) and seeds; the inputs are numpy float64 arrays (fresh
-    copies), the outputs may be numpy or JAX arrays (or torch tensors). ``h``
-    and every gradient are compared, in float64, with :func:`jaxrnn.rnn_forward`,
-    the hand BPTT :func:`jaxrnn.rnn_backward` and ``jax.grad`` of a plain
+    what it differentiates. The inputs are numpy float64 arrays (fresh copies);
+    the outputs may be numpy or JAX arrays (or torch tensors). ``h`` and every
+    gradient are compared, in float64, with :func:`jaxrnn.rnn_forward`, the
+    hand BPTT :func:`jaxrnn.rnn_backward` and ``jax.grad`` of a plain
     ``lax.scan`` forward. ``cache`` is opaque: it only goes back to ``backward_fn``.
+
+    What is drawn: every call first runs each of the 8 shapes of
+    :data:`~jaxrnn.testing.strategies.CHECK_POOL` once, smallest first, from
+    ``(1, 1, 1, 1)`` to ``(4, 64, 16, 24)`` and ``(4, 64, 24, 16)`` (N up to 4,
+    T up to 64, D and H up to 24 with D != H), then ``max_examples`` shapes and
+    seeds drawn by hypothesis from the same pool. Sequences of 8 steps or more
+    carry their gradient over the whole sequence (orthogonal ``Wh`` at spectral
+    radius 1, tanh out of saturation: see
+    :func:`~jaxrnn.testing.strategies.make_check_problem` for the numbers), so
+    a BPTT cut after any k < T steps is off by ~1e-3 relative or more, 1e5 times
+    the tolerance. A jitted JAX implementation compiles at most 8 times.
 
     Args:
       forward_fn, backward_fn: the implementation under test (numpy or JAX).
@@ -202,15 +223,20 @@ def check_rnn_backward(
         ``forward_fn(..., activation=activation)`` only if ``forward_fn`` has a
         parameter named ``activation`` (or ``**kwargs``); otherwise bind it
         yourself (``functools.partial``) and name it here.
-      max_examples: hypothesis examples (default 30: a call takes seconds).
-      tol: the largest accepted relative error ``max|got - want| / max(max|want|, 1)``.
-        The default 1e-8 suits float64; a float32 implementation needs ~1e-5.
+      max_examples: hypothesis examples after the sweep (default 30).
+      tol: the largest accepted relative error ``max|got - want| / max(max|want|, 1)``,
+        a positive finite float. The default 1e-8 suits float64; a float32
+        implementation needs ~1e-5.
       shapes: a strategy of :class:`~jaxrnn.testing.strategies.Shape` to draw
-        from instead of :func:`~jaxrnn.testing.strategies.check_shapes` (e.g.
-        ``strategies.shapes(T=(0, 1, 5))`` to include empty sequences).
+        from instead of the pool (no sweep then), e.g.
+        ``strategies.shapes(T=(0, 1, 5))`` to include empty sequences.
       derandomize: draw the same examples on every run (default) or fresh ones.
       shape, seed: check exactly this one problem ``(N, T, D, H)`` and seed
-        instead of running hypothesis: the reproduction a failure report prints.
+        instead: the reproduction a failure report prints.
+      lengths: the forward takes ``lengths=`` ``(N,)`` int32 as
+        :func:`jaxrnn.rnn_forward` does (``h`` zero and the state frozen from
+        step ``lengths[n]`` on). Lengths 0 and T are always drawn; ``dx`` must be
+        exactly zero at padded steps, and ``dh0`` zero for rows of length 0.
       pass_activation: force (True) or suppress (False) the ``activation=`` keyword.
       convert_inputs: applied to each numpy input before the call (e.g.
         ``torch.from_numpy`` for a torch implementation).
@@ -221,14 +247,20 @@ def check_rnn_backward(
     Raises:
       AssertionError: a report naming the first wrong quantity (in the order
         ``h, dx, dh0, dWx, dWh, db``), the shrunk shape and seed that reproduce
-        it, the max error of every quantity and a one-line reproduction. An
-        exception raised by the user's code is reported the same way.
+        it, the error of every quantity, where in time ``dx`` (and ``δ`` when
+        ``D >= H``) first departs counting back from the end, the class of bug
+        when it is recognised, and a one-line reproduction. NaN or inf in an
+        output is named as such; an exception raised by the user's code is
+        reported with its file and line.
+      ValueError: a bad option (``tol`` not positive and finite, ``max_examples``
+        not a positive int, an unknown activation, a bad ``shape``).
     """
     __tracebackhide__ = True
     run_check(
-        _oracle.SEQUENCE, forward_fn, backward_fn, activation=activation,
-        max_examples=max_examples, tol=tol, shapes=shapes, derandomize=derandomize,
-        shape=shape, seed=seed, pass_activation=pass_activation, convert_inputs=convert_inputs,
+        _oracle.LENGTHS if lengths else _oracle.SEQUENCE, forward_fn, backward_fn,
+        activation=activation, max_examples=max_examples, tol=tol, shapes=shapes,
+        derandomize=derandomize, shape=shape, seed=seed, pass_activation=pass_activation,
+        convert_inputs=convert_inputs,
     )  # fmt: skip
 
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import math
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .._activations import ACTIVATIONS
+from jaxrnn import ACTIVATIONS
+
 from . import _oracle
 from ._check import DEFAULT_MAX_EXAMPLES, DEFAULT_TOL, run_check
 
@@ -71,7 +73,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="check single-step functions (x: (N, D), prev_h: (N, H)) instead of sequences",
     )
-    parser.add_argument("--max-examples", type=int, default=DEFAULT_MAX_EXAMPLES)
+    parser.add_argument(
+        "--lengths",
+        action="store_true",
+        help="the forward takes lengths= (N,) as jaxrnn.rnn_forward does; 0 and T are drawn",
+    )
+    parser.add_argument(
+        "--max-examples",
+        type=int,
+        default=DEFAULT_MAX_EXAMPLES,
+        help="hypothesis examples after the sweep of the 8 pool shapes",
+    )
     parser.add_argument("--tol", type=float, default=DEFAULT_TOL, help="relative tolerance")
     parser.add_argument(
         "--shape", help="N,T,D,H: check this one problem (with --seed) instead of hypothesis"
@@ -99,13 +111,17 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    kind = _oracle.STEP if args.step else _oracle.SEQUENCE
+    if args.step and args.lengths:
+        print("error: --lengths is for sequence checks, not --step", file=sys.stderr)
+        return 2
+    kind = _oracle.STEP if args.step else _oracle.LENGTHS if args.lengths else _oracle.SEQUENCE
     failed = 0
     for activation in ACTIVATIONS if args.activation == "all" else [args.activation]:
         repro = (
             f"{getattr(args, 'prog', 'python -m jaxrnn.testing')} {args.forward} {args.backward}"
             f" --activation {activation}"
             + (" --step" if args.step else "")
+            + (" --lengths" if args.lengths else "")
             + (f" --tol {args.tol:g}" if args.tol != DEFAULT_TOL else "")
         )
         try:
@@ -141,4 +157,6 @@ def main(argv: list[str] | None = None, prog: str = "python -m jaxrnn.testing") 
     args = parser.parse_args(argv)
     if args.max_examples < 1:
         parser.error("--max-examples must be >= 1")
+    if not (math.isfinite(args.tol) and args.tol > 0):
+        parser.error(f"--tol must be a positive finite number, got {args.tol!r}")
     return run(args)

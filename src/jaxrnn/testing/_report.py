@@ -1,4 +1,4 @@
-"""The failure report of the oracle: the first wrong quantity, shape, seed, errors, a repro."""
+"""The failure report: the first wrong quantity, shape, seed, errors, where in time, a repro."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _oracle
+from ._compare import Failure
 
 DEFAULT_TOL = 1e-8
 
@@ -20,14 +20,20 @@ def _name(fn: Callable[..., Any], default: str) -> str:
     return f"{mod}.{qual}" if mod and mod not in ("__main__", "builtins") else qual
 
 
-def report(kind: _oracle._Kind, f: _oracle.Failure, activation: str, tol: float, repro: str) -> str:
+def _dims(shape: tuple[int, ...]) -> str:
+    if len(shape) == 2:
+        return f"N={shape[0]}, T={shape[1]}"
+    N, T, D, H = shape
+    return f"N={N}, T={T}, D={D}, H={H}"
+
+
+def report(title: str, f: Failure, activation: str | None, tol: float, repro: str) -> str:
     """The text of a failed check: the first wrong quantity, shape, seed, errors, a repro."""
-    N, T, D, H = f.shape
-    dims = f"N={N}, D={D}, H={H}" if kind.step else f"N={N}, T={T}, D={D}, H={H}"
-    lines = [
-        f"{kind.title} check FAILED (activation={activation!r}): {f.what}",
-        f"  shape: {dims}    seed: {f.seed}",
-    ]
+    act = "" if activation is None else f" (activation={activation!r})"
+    dims = _dims(f.shape)
+    if title.startswith("rnn_step"):
+        dims = dims.replace(f"T={f.shape[1]}, ", "")
+    lines = [f"{title} check FAILED{act}: {f.what}", f"  shape: {dims}    seed: {f.seed}"]
     bad = [r for r in f.rows if not r.ok]
     if bad:
         r = bad[0]
@@ -36,18 +42,20 @@ def report(kind: _oracle._Kind, f: _oracle.Failure, activation: str, tol: float,
                 f"  max error in {r.name}: {r.abs_err:.3g} absolute, {r.rel_err:.3g} relative"
                 f" (tolerance {tol:g}, relative to max(max|expected|, 1))"
             )
-        lines.append("  quantity  expected shape   rel. error   verdict")
+        width = max(9, *(len(r.name) for r in f.rows))
+        lines.append(f"  {'quantity':<{width}} {'expected shape':<16} rel. error   verdict")
         for r in f.rows:
-            err = f"{r.rel_err:.2e}" if np.isfinite(r.rel_err) else "-"
+            err = f"{r.rel_err:.2e}" if np.isfinite(r.rel_err) or np.isnan(r.rel_err) else "-"
             verdict = "ok" if r.ok else "WRONG" + (f": {r.note}" if r.note else "")
-            lines.append(f"  {r.name:<9} {str(r.shape):<16} {err:<12} {verdict}")
+            lines.append(f"  {r.name:<{width}} {str(r.shape):<16} {err:<12} {verdict}")
         if len(f.rows) == 1:
             lines.append("  (the backward pass was not run: the forward output is already wrong)")
+    lines += [f"  {note}" for note in f.notes]
     lines.append(f"  reproduce: {repro}")
     return "\n".join(lines)
 
 
-def largest(kind: _oracle._Kind, shrunk: _oracle.Failure, failed: list) -> str:
+def largest(shrunk: Failure, failed: list[Failure]) -> str:
     """A line naming the largest error among the failing examples, if above the shrunk one's."""
 
     def worst(f):
@@ -58,14 +66,14 @@ def largest(kind: _oracle._Kind, shrunk: _oracle.Failure, failed: list) -> str:
     if big is None or worst(big)[0] <= 10 * worst(shrunk)[0]:
         return ""
     err, name = worst(big)
-    N, T, D, H = big.shape
-    at = f"shape=({N}, {T}, {D}, {H}), seed={big.seed}"
+    at = f"shape={tuple(big.shape)}, seed={big.seed}"
     return f"\n  largest error seen: {err:.3g} relative, in {name}, at {at}"
 
 
-def python_repro(kind, forward_fn, backward_fn, activation, f: _oracle.Failure, tol: float) -> str:
+def python_repro(kind, forward_fn, backward_fn, activation, f: Failure, tol: float) -> str:
     fn = "check_rnn_step_backward" if kind.step else "check_rnn_backward"
     extra = "" if tol == DEFAULT_TOL else f", tol={tol:g}"
+    extra += ", lengths=True" if kind.lengths else ""
     return (
         f"jaxrnn.testing.{fn}({_name(forward_fn, 'forward_fn')}, "
         f"{_name(backward_fn, 'backward_fn')}, activation={activation!r}, "

@@ -15,8 +15,7 @@ from typing import NamedTuple
 import numpy as np
 from hypothesis import strategies as st
 
-from .._activations import ACTIVATIONS
-from .._types import RNNParams
+from jaxrnn import ACTIVATIONS, RNNParams
 
 N_POOL = (0, 1, 2, 3)  # batch sizes
 T_POOL = (0, 1, 2, 5, 8)  # sequence lengths
@@ -111,9 +110,9 @@ def lengths(draw, N: int, T: int) -> np.ndarray:
     return np.asarray([draw(st.one_of(edge, st.integers(0, T))) for _ in range(N)], dtype=np.int32)
 
 
-# Pools of the oracle (jaxrnn.testing.check_rnn_backward): every sequence has T >= 1
-# and every batch N >= 1, so a user's implementation need not handle empty arrays;
-# they still cover T = 1, N = 1, H = 1 and both D == H and D != H.
+# Small pools (T <= 8, N <= 3, D <= 3, H <= 4) for jaxrnn's own property tests. They
+# are *not* the oracle's draws any more: bugs that need a long sequence, a wide
+# layer or a large batch pass unseen there (see ``CHECK_POOL``).
 CHECK_N_POOL = (1, 2, 3)
 CHECK_T_POOL = (1, 2, 3, 5, 8)
 CHECK_D_POOL = (1, 2, 3)
@@ -121,8 +120,100 @@ CHECK_H_POOL = (1, 2, 4)
 
 
 def check_shapes() -> st.SearchStrategy[Shape]:
-    """The oracle's default shapes: :func:`shapes` over the ``CHECK_*_POOL`` pools."""
+    """Small shapes: :func:`shapes` over the ``CHECK_*_POOL`` pools (T, N >= 1)."""
     return shapes(N=CHECK_N_POOL, T=CHECK_T_POOL, D=CHECK_D_POOL, H=CHECK_H_POOL)
+
+
+# The oracle's shapes, smallest first (hypothesis shrinks towards the front). Each
+# entry is the smallest that exposes one class of bug: N > 1 and D != H (1); H > 4
+# (2); D > 3 and T > 9, i.e. a gradient cut after 8 steps (3); N = 4, T > 17 (4);
+# T > 33 (5); long and wide, D < H and D > H (6, 7). A fixed list of whole shapes,
+# not independent pools, so a jitted implementation compiles at most 8 times.
+CHECK_POOL = (
+    Shape(1, 1, 1, 1),
+    Shape(2, 2, 3, 2),
+    Shape(1, 5, 2, 5),
+    Shape(3, 12, 5, 3),
+    Shape(4, 24, 4, 8),
+    Shape(2, 40, 6, 5),
+    Shape(4, 64, 16, 24),
+    Shape(4, 64, 24, 16),
+)
+LONG_RANGE_MIN_T = 8  # from this length on, problems are drawn in the long-range regime
+
+
+def oracle_shapes() -> st.SearchStrategy[Shape]:
+    """The oracle's default shapes: one of :data:`CHECK_POOL`, shrinking to the first."""
+    return st.sampled_from(CHECK_POOL)
+
+
+def orthogonal(rng: np.random.Generator, n: int) -> np.ndarray:
+    """A uniformly random ``(n, n)`` orthogonal matrix (QR of a Gaussian, signs fixed)."""
+    q, r = np.linalg.qr(rng.standard_normal((n, n)))
+    return q * np.where(np.diag(r) < 0, -1.0, 1.0)
+
+
+# Per activation, a gain g and a pre-activation c with g * f'(c) = 1: with Wh = g Q
+# (Q orthogonal) and the state near h* = f(c), the Jacobian W diag(f') of MATH.md §3
+# is orthogonal, so the gradient keeps its norm however far back it travels.
+_FIXED_POINT = {
+    "tanh": (1.0, 0.0),
+    "sigmoid": (4.0, 0.0),
+    "relu": (1.0, 3.0),
+    "identity": (1.0, 0.0),
+}
+_F = {
+    "tanh": np.tanh,
+    "relu": lambda a: np.maximum(a, 0.0),
+    "sigmoid": lambda a: 1.0 / (1.0 + np.exp(-a)),
+    "identity": lambda a: a,
+}
+
+
+def make_check_problem(shape: Shape, seed: int, activation: str = "tanh") -> Problem:
+    """The oracle's problem for ``shape`` and ``seed`` (float64, deterministic).
+
+    Short sequences (``T < 8``) are :func:`make_problem`'s: ``Normal(0, 1/fan_in)``
+    weights that drive the activation into saturation and ReLU units dead, which
+    separates every wrong f'. Longer ones are drawn so that the gradient survives
+    the whole sequence (MATH.md §3): ``Wh = g Q`` with ``Q`` orthogonal and
+    ``g f'(c) = 1`` (tanh and identity: g = 1, c = 0; sigmoid: g = 4, c = 0; relu:
+    g = 1, c = 3), ``b = c - h* Wh`` so that ``h* = f(c)`` is a fixed point,
+    ``h0 = h* + Normal(0, 0.2/g)``, and an input drive ``x_t Wx`` of standard
+    deviation ``0.4 / sqrt(T)`` per unit. The pre-activation then walks around c
+    with standard deviation ``sqrt(0.2^2 + 0.4^2) = 0.45`` at the last step, so
+    tanh stays out of saturation (``f' >= 0.7`` typically) and ``||W diag(f')||``
+    stays near 1 over all T steps. ``dh`` is standard normal.
+
+    Why a cut gradient cannot pass: a BPTT that stops the carried gradient after
+    k < T steps loses at least the path from ``dh_{T-1}`` to ``x_0``, T - 1
+    Jacobians long; with the draws above it keeps most of its norm. Measured
+    over 200 seeds with tanh and k = T - 1 (the weakest cut), the smallest change
+    of ``dx`` relative to ``max(max|dx|, 1)`` is 2e-3 for ``(4, 64, 16, 24)``,
+    2e-3 for ``(4, 64, 24, 16)``, 6e-3 for ``(2, 40, 6, 5)`` and 1e-2 for
+    ``(3, 12, 5, 3)``: five orders of magnitude above the default tolerance 1e-8.
+    With ``Normal(0, 1/H)`` weights instead, the same cut at T = 64 changes ``dx``
+    by 1e-9 to 1e-16, below the tolerance: that is how a BPTT truncated after 8
+    steps used to pass.
+    """
+    N, T, D, H = shape
+    if T < LONG_RANGE_MIN_T:
+        return make_problem(shape, seed, activation)
+    gain, c = _FIXED_POINT[activation]
+    rng = np.random.default_rng(seed)
+    h_star = float(_F[activation](c))
+    drive = 0.4 / np.sqrt(T)
+    Wh = gain * orthogonal(rng, H)
+    return Problem(
+        x=rng.standard_normal((N, T, D)),
+        h0=h_star + rng.standard_normal((N, H)) * (0.2 / gain),
+        Wx=rng.standard_normal((D, H)) * (drive / np.sqrt(D)),
+        Wh=Wh,
+        b=c - h_star * Wh.sum(axis=0) + rng.standard_normal(H) * drive,
+        dh=rng.standard_normal((N, T, H)),
+        activation=activation,
+        seed=seed,
+    )
 
 
 def _normal(seed: int, shape: tuple[int, ...], std: float, dtype) -> np.ndarray:
