@@ -134,23 +134,18 @@ def _bugs(T: int, right: int | None) -> list[tuple[str, dict]]:
     out: list[tuple[str, dict]] = []
     if right is not None and 0 < right < T:
         k = right
+        stops = f"truncated BPTT: the carried gradient stops after {k} step{'s' * (k > 1)}"
         out += [
-            (
-                f"the carried gradient stops after {k} step{'s' * (k > 1)} (truncated BPTT)",
-                {"window": k},
-            ),
-            (f"the carried gradient is zeroed every {k} steps from the end", {"reset_end": k}),
+            (f"{stops} (each dh_t reaches back {k} steps)", {"window": k}),
+            (f"{stops} (zeroed every {k} steps from the end)", {"reset_end": k}),
         ]
         for c in range(1, T):  # a cut at t = c, 2c, ...: the last one at T - right
             if (T - 1) // c * c == T - right:
-                out.append(
-                    (
-                        f"the gradient is cut at t = {c}, {2 * c}, ... (chunks of {c})",
-                        {"reset_start": c},
-                    )
-                )
+                cut = f"truncated BPTT: the carried gradient is cut at t = {c}, {2 * c}, ..."
+                out.append((f"{cut} (chunks of {c} from the start)", {"reset_start": c}))
+    untransposed = "Wh used untransposed: the carried gradient is da @ Wh, not da @ Wh.T"
     return out + [
-        ("Wh used untransposed: the carried gradient is da @ Wh, not da @ Wh.T", {"untransposed": True}),
+        (untransposed, {"untransposed": True}),
         ("the upstream dh of the last step t = T-1 is missing", {"drop_last": True}),
         ("off by one in time: step t uses the upstream dh[:, t+1]", {"dh_shift": 1}),
         ("off by one in time: step t uses the upstream dh[:, t-1]", {"dh_shift": -1}),
@@ -159,8 +154,8 @@ def _bugs(T: int, right: int | None) -> list[tuple[str, dict]]:
         ("off by one in time: dx_t is stored at t+1", {"dx_shift": -1}),
         ("f' taken at the wrong point: at the pre-activation a_t, not h_t", {"fprime": "a"}),
         ("f' taken at the wrong point: at h_{t-1}, not h_t", {"fprime": "prev"}),
-        ("mixing across the batch: the carried gradient is summed over the rows", {"batch_sum": True}),
-    ]  # fmt: skip
+        ("mixing across the batch: the carried gradient is summed over rows", {"batch_sum": True}),
+    ]
 
 
 _GRADS = ("dx", "dh0", "dWx", "dWh", "db")

@@ -1,0 +1,238 @@
+"""``check_bptt``: the oracle for any recurrent cell, against ``jax.vjp`` of a ``lax.scan``."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._compare import Failure, call_user, compare, first_failure, to_float_array, unpack
+from ._locate import locate
+from ._report import DEFAULT_TOL, report
+from ._runner import drive, validate
+from .strategies import st
+
+# (N, T) smallest first; the reference pads every one to (4, 64): it compiles once.
+BPTT_POOL = ((1, 1), (2, 2), (1, 5), (3, 12), (4, 24), (2, 40), (4, 64))
+_FLOORS = (4, 64)
+
+
+class Shape2(NamedTuple):
+    """Batch N and time T of a generic problem (D and the state come from the user)."""
+
+    N: int
+    T: int
+
+
+@functools.lru_cache(maxsize=32)
+def _reference(cell: Callable, output: Callable) -> Callable:
+    """Jitted ``(params, state0, x, dys) -> (ys, dx, dstate0, dparams)`` by ``jax.vjp``."""
+
+    def run(params, state0, x):
+        def step(s, x_t):
+            s = cell(params, s, x_t)
+            return s, output(s)
+
+        _, ys = jax.lax.scan(step, state0, jnp.swapaxes(x, 0, 1))  # time-major
+        return jax.tree.map(lambda y: jnp.swapaxes(y, 0, 1), ys)  # (N, T, ...)
+
+    @jax.jit
+    def reference(params, state0, x, dys):
+        ys, vjp = jax.vjp(run, params, state0, x)
+        dparams, dstate0, dx = vjp(dys)
+        return ys, dx, dstate0, dparams
+
+    return reference
+
+
+def _draw(template: Any, rng: np.random.Generator, batch: int | None = None) -> Any:
+    """Fresh values with the template's shapes: Normal(0, 1/fan_in) matrices, else N(0, 0.5^2)."""
+
+    def one(leaf):
+        shape = np.shape(leaf)
+        if batch is not None:
+            return rng.standard_normal((batch, *shape)) * 0.5
+        std = 1 / np.sqrt(shape[0]) if len(shape) >= 2 else 0.5
+        return rng.standard_normal(shape) * std
+
+    return jax.tree.map(one, template)
+
+
+def _names(prefix: str, tree: Any) -> list[str]:
+    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+    return [prefix] if paths == [""] else [prefix + p for p in paths]
+
+
+def check_bptt(
+    cell: Callable[[Any, Any, Any], Any],
+    forward_fn: Callable[..., Any],
+    backward_fn: Callable[..., Any],
+    *,
+    params: Any,
+    state: Any,
+    input_size: int,
+    output: Callable[[Any], Any] | None = None,
+    max_examples: int = 30,
+    tol: float = DEFAULT_TOL,
+    derandomize: bool = True,
+    shape: tuple[int, int] | None = None,
+    seed: int | None = None,
+    convert_inputs: Callable[[np.ndarray], Any] | None = None,
+) -> None:
+    """Checks a hand-written forward/BPTT of any recurrent cell against ``jax.vjp``.
+
+    The reference is ``jax.vjp`` of a ``lax.scan`` over ``cell``, in float64::
+
+        state_t = cell(params, state_{t-1}, x_t)        # your single step, pure JAX
+        y_t     = output(state_t)                        # default: the whole state
+
+    and the functions under test have the signatures::
+
+        forward_fn(x, state0, params) -> (ys, cache)
+        backward_fn(dys, cache) -> (dx, dstate0, dparams)
+
+    with ``x: (N, T, input_size)``, ``state0`` a pytree of ``(N, ...)`` arrays
+    (e.g. ``(h0, c0)`` for an LSTM), ``ys`` the pytree of ``y_t`` stacked on
+    axis 1 (``(N, T, ...)`` leaves), ``params`` any pytree; each gradient has
+    the structure and shapes of what it differentiates. Inputs are numpy
+    float64 arrays; outputs may be numpy, JAX or torch.
+
+    Each call runs the (N, T) shapes of ``BPTT_POOL`` once, smallest first, up
+    to (4, 64), then ``max_examples`` drawn by hypothesis from the same pool,
+    shrinking a failure to the smallest. Values: ``x`` standard normal,
+    ``state0`` Normal(0, 0.5^2), every matrix leaf of ``params``
+    Normal(0, 1/fan_in) (fan_in = its first axis), other leaves Normal(0, 0.5^2),
+    ``dys`` standard normal. How far a gradient travels back depends on your cell
+    and these draws; pass ``params`` as a function to draw your own (e.g. an
+    LSTM forget-gate bias of +3, so that a cut after 32 steps shows).
+
+    Args:
+      cell: ``cell(params, state, x_t) -> new_state``, pure JAX, batched over N.
+      forward_fn, backward_fn: the implementation under test.
+      params: a pytree of arrays whose shapes the draws copy, or a function
+        ``rng -> params`` (``numpy.random.Generator``).
+      state: a pytree of one row's state arrays (e.g. ``(np.zeros(H), np.zeros(H))``),
+        or a function ``(rng, N) -> state0``.
+      input_size: D, the last axis of ``x``.
+      output: ``state -> y``: what ``forward_fn`` returns per step (e.g.
+        ``lambda s: s[0]``, the LSTM's h). Default: the whole state.
+      max_examples, tol, derandomize, convert_inputs: as in
+        :func:`check_rnn_backward`.
+      shape, seed: check exactly this ``(N, T)`` and seed (the reproduction).
+
+    Raises:
+      AssertionError: a report naming the first wrong quantity (``y...``,
+        ``dx``, ``dstate0...``, ``dparams...`` in that order, pytree paths
+        included), the shrunk shape and seed, the error of every quantity,
+        where in time ``dx`` first departs counting back from the end, and a
+        one-line reproduction.
+    """
+    __tracebackhide__ = True
+    validate(max_examples, tol, derandomize)
+    for label, fn in (("cell", cell), ("forward_fn", forward_fn), ("backward_fn", backward_fn)):
+        if not callable(fn):
+            raise TypeError(f"{label} must be callable, got {type(fn).__name__}")
+    if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
+        raise ValueError(f"input_size must be a positive int, got {input_size!r}")
+    out_fn = output if output is not None else _identity
+    reference = _reference(cell, out_fn)
+    convert = convert_inputs if convert_inputs is not None else (lambda a: a)
+
+    def problem(s: Shape2, seed_: int):
+        rng = np.random.default_rng(seed_)
+        p = params(rng) if callable(params) else _draw(params, rng)
+        s0 = state(rng, s.N) if callable(state) else _draw(state, rng, batch=s.N)
+        x = rng.standard_normal((s.N, s.T, input_size))
+        y1 = jax.eval_shape(lambda: out_fn(cell(p, s0, x[:, 0])))
+        dys = jax.tree.map(lambda y: rng.standard_normal((s.N, s.T, *y.shape[1:])), y1)
+        return jax.tree.map(np.asarray, (p, s0, x, dys))
+
+    def expected(p, s0, x, dys, N, T):
+        Np, Tp = (max(f, 1 << max(n - 1, 0).bit_length()) for n, f in zip((N, T), _FLOORS))
+        edge = {"mode": "edge"} if N and T else {}
+
+        def pad(a, n_time):  # rows (and steps) repeat the last real one: finite, and dys = 0
+            widths = [(0, Np - N)] + [(0, Tp - T)] * n_time + [(0, 0)] * (a.ndim - 1 - n_time)
+            return np.pad(a, widths, **edge)
+
+        zero = {"mode": "constant"}
+        dys_p = jax.tree.map(
+            lambda a: np.pad(a, [(0, Np - N), (0, Tp - T)] + [(0, 0)] * (a.ndim - 2), **zero), dys
+        )
+        ys, dx, ds0, dp = reference(p, jax.tree.map(lambda a: pad(a, 0), s0), pad(x, 1), dys_p)
+        ys = jax.tree.map(lambda a: np.asarray(a)[:N, :T], ys)
+        ds0 = jax.tree.map(lambda a: np.asarray(a)[:N], ds0)
+        return ys, np.asarray(dx)[:N, :T], ds0, jax.tree.map(np.asarray, dp)
+
+    def one(s, seed_: int):
+        s = Shape2(*s)
+        p, s0, x, dys = problem(s, seed_)
+        ys, dx, ds0, dp = expected(p, s0, x, dys, s.N, s.T)
+        names_y, names_s, names_p = _names("y", ys), _names("dstate0", ds0), _names("dparams", dp)
+        args = [jax.tree.map(lambda a: convert(a.copy()), t) for t in (x, s0, p)]
+        out = call_user("forward_fn", forward_fn, args, {}, s, seed_)
+        got_ys, cache = unpack("forward_fn", out, 2, "(ys, cache)", s, seed_)
+        want = dict(zip(names_y, jax.tree.leaves(ys), strict=True))
+        rows, got = _compare_tree(got_ys, want, tol, s, seed_, "forward_fn", "ys")
+        if all(r.ok for r in rows):
+            dys_u = jax.tree.map(lambda a: convert(a.copy()), dys)
+            grads = call_user("backward_fn", backward_fn, [dys_u, cache], {}, s, seed_)
+            gx, gs0, gp = unpack("backward_fn", grads, 3, "(dx, dstate0, dparams)", s, seed_)
+            want |= {"dx": dx}
+            r, got["dx"] = compare(gx, [dx], "dx", tol, s.N, s.T)
+            rows.append(r)
+            for tree, names, label, ref in ((gs0, names_s, "dstate0", ds0), (gp, names_p, "dparams", dp)):  # fmt: skip
+                w = dict(zip(names, jax.tree.leaves(ref), strict=True))
+                want |= w
+                more, g = _compare_tree(tree, w, tol, s, seed_, "backward_fn", label)
+                rows += more
+                got |= g
+        first_failure(rows, got, want, s, seed_)
+        return tuple(rows)
+
+    single = None
+    if shape is not None:
+        if len(shape) != 2 or not all(isinstance(n, (int, np.integer)) and n >= 1 for n in shape):
+            raise ValueError(f"shape must be (N, T) of positive ints, got {shape!r}")
+        single = (Shape2(*map(int, shape)), 0 if seed is None else int(seed))
+    seen, failure, _ = drive(
+        one, pool=[Shape2(*s) for s in BPTT_POOL], strategy=st.sampled_from(BPTT_POOL),
+        max_examples=max_examples, derandomize=derandomize, single=single,
+    )  # fmt: skip
+    if failure is not None:
+        hit = (
+            locate("dx", failure.got.get("dx"), failure.want["dx"], tol)
+            if "dx" in failure.want
+            else None
+        )
+        failure.notes = [] if hit is None else [f"in time: {hit[1]}"]
+        repro = (
+            f"jaxrnn.testing.check_bptt(cell, forward_fn, backward_fn, ..., "
+            f"shape={tuple(failure.shape)}, seed={failure.seed})"
+        )
+        raise AssertionError(report("BPTT", failure, None, tol, repro)) from None
+
+
+def _identity(state: Any) -> Any:
+    return state
+
+
+def _compare_tree(tree, want: dict, tol, s: Shape2, seed: int, label: str, what: str):
+    """Rows for each leaf of the user's pytree ``tree`` against ``want`` (name -> array)."""
+    leaves = jax.tree.leaves(tree, is_leaf=lambda a: hasattr(a, "detach"))
+    if len(leaves) != len(want):
+        raise Failure(
+            f"{label} must return {what} with {len(want)} arrays ({', '.join(want)}), "
+            f"got {len(leaves)}",
+            s,
+            seed,
+        )
+    rows, got = [], {}
+    for leaf, (name, w) in zip(leaves, want.items(), strict=True):
+        r, got[name] = compare(to_float_array(leaf), [w], name, tol, s.N, s.T)
+        rows.append(r)
+    return rows, got
