@@ -87,7 +87,7 @@ def test_bad_text_exits_2_with_a_clear_message(tmp_path, capsys, kind, message):
     "args, message",
     [
         (["--hidden", "0"], "--hidden must be a positive integer"),
-        (["--lr", "-1"], "--lr must be > 0"),
+        (["--lr", "-1"], "--lr must be a finite number > 0"),
         (["--resume"], "--resume needs --out"),
         (["--resume", "--out", "/nonexistent/run"], "no run at /nonexistent/run"),
     ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from jaxrnn.train._checkpoint import (
     save_checkpoint,
     write_atomic,
 )
+from jaxrnn.train._config import RunDirError
 from jaxrnn.train._data import (
     Batcher,
     CorpusError,
@@ -190,9 +192,10 @@ def test_atomic_checkpoint_survives_a_kill_mid_write(tmp_path):
     assert proc.returncode == -9, proc.stderr
     assert any(name.startswith(".c.npz.tmp-") for name in os.listdir(tmp_path))  # the torn file
     _assert_state_equal(load_checkpoint(tmp_path / "c.npz", _state(0)), _state(1))
-    save_checkpoint(tmp_path / "c.npz", _state(3))  # the next save works and cleans up
+    save_checkpoint(tmp_path / "c.npz", _state(3))  # the next save works ...
     _assert_state_equal(load_checkpoint(tmp_path / "c.npz", _state(0)), _state(3))
-    assert os.listdir(tmp_path) == ["c.npz"]
+    # ... and leaves the other writer's temporary file alone (the run's lock holder cleans up)
+    assert sorted(os.listdir(tmp_path))[1:] == ["c.npz"]
 
 
 def test_write_atomic_cleans_up_after_an_error(tmp_path, monkeypatch):
@@ -201,9 +204,31 @@ def test_write_atomic_cleans_up_after_an_error(tmp_path, monkeypatch):
     write_atomic(tmp_path / "f", b"old")
 
     def fail(fd):
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(_checkpoint, "_fsync", fail)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(RunDirError, match=f"^{tmp_path / 'f'}: cannot write: No space left"):
         write_atomic(tmp_path / "f", b"new")
     assert (tmp_path / "f").read_bytes() == b"old" and os.listdir(tmp_path) == ["f"]
+
+
+def test_temporary_files_have_names_of_their_own(tmp_path):
+    """Two writers of one file never share (or delete) a temporary file."""
+    from jaxrnn.train._checkpoint import temp_name
+
+    names = {temp_name(tmp_path / "checkpoint.npz") for _ in range(100)}
+    assert len(names) == 100
+    assert all(n.name.startswith(f".checkpoint.npz.tmp-{os.getpid()}-") for n in names)
+    stale = tmp_path / ".checkpoint.npz.tmp-1-abcd"  # another (live or dead) writer's file
+    stale.write_bytes(b"x")
+    write_atomic(tmp_path / "checkpoint.npz", b"new")
+    assert stale.read_bytes() == b"x"
+
+
+def test_vocab_load_names_a_corrupt_file(tmp_path):
+    Vocab(list("ab")).save(tmp_path / "v.json")
+    assert Vocab.load(tmp_path / "v.json") == Vocab(list("ab"))
+    for bad in (b"{", b'{"x": 1}', b'{"chars": 5}', b"\xff\xfe", b'{"chars": ["ab"]}'):
+        (tmp_path / "v.json").write_bytes(bad)
+        with pytest.raises(ValueError, match=f"^{tmp_path / 'v.json'}: corrupt vocabulary"):
+            Vocab.load(tmp_path / "v.json")

@@ -132,6 +132,8 @@ def test_resume_is_bit_exact(text, tmp_path):
     # the run directory has everything the issue asks for
     files = sorted(os.listdir(tmp_path / "split"))
     assert files == [
+        ".jaxrnn.lock",  # the run's lock (held only while it runs) and its holder's pid
+        ".jaxrnn.pid",
         "checkpoint.npz",
         "config.json",
         "loss.png",

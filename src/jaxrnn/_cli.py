@@ -1,8 +1,11 @@
 """The ``jaxrnn`` command line (also ``python -m jaxrnn``).
 
 Subcommands: ``train`` (the main job), ``sample``, ``demo`` and ``check``. Without a
-subcommand, ``jaxrnn`` prints its help. Exit codes: 0 success, 1 failure,
-2 bad usage or input (argparse convention), 130 interrupted by Ctrl-C.
+subcommand, ``jaxrnn`` prints its help. Exit codes: 0 success; 1 failure (a
+missing optional dependency, a failed ``check`` or ``demo``); 2 bad usage or
+input, including a run directory that cannot be used and OS errors such as a
+full disk (argparse convention); 3 training diverged (a non-finite loss or
+gradient); 130 interrupted by Ctrl-C.
 """
 
 from __future__ import annotations
@@ -15,16 +18,21 @@ import time
 import numpy as np
 
 from . import _demo
-from .train._config import GRADS, TrainConfig
+from .train._config import GRADS, TrainConfig, parse_seed
 
 _D = TrainConfig()
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+SEED_HELP = "random seed, an integer with 0 <= seed < 2**32"
 
 TRAIN_HELP = """Trains a character-level RNN language model with the hand-derived BPTT
 (stateful truncated BPTT over chunks of --seq-len characters, Adam with global-norm
 clipping from optax). Without --text it trains on the Python standard library's own
 source, read from this installation (no download). Writes config.json, vocab.json,
-checkpoint.npz, metrics.csv, loss.png and samples.txt to --out. Ctrl-C writes a
-checkpoint and exits with code 130; continue with --out DIR --resume."""
+checkpoint.npz, metrics.csv, loss.png and samples.txt to --out, which must be a
+new or empty directory (or, with --resume, a run directory jaxrnn wrote); the
+directory is locked while the run lasts. Ctrl-C writes a checkpoint and exits
+with code 130; continue with --out DIR --resume. A loss or gradient that becomes
+inf or NaN stops the run with exit code 3, the last finite state checkpointed."""
 
 SAMPLE_HELP = """Samples text from a run directory written by `jaxrnn train`."""
 
@@ -61,15 +69,19 @@ def _add_train(sub) -> None:
         type=int,
         help=f"total optimizer steps, counting those before a resume (default: {_D.steps})",
     )
-    opt("--lr", type=float, help=f"Adam learning rate (default: {_D.lr:g})")
+    opt("--lr", type=float, help=f"Adam learning rate, finite and > 0 (default: {_D.lr:g})")
     opt("--clip", type=float, help=f"max global gradient norm (default: {_D.clip})")
     opt(
         "--grad",
         choices=GRADS,
         help=f"gradients: the hand-derived BPTT or jax.grad autodiff (default: {_D.grad})",
     )
-    opt("--seed", type=int, help=f"random seed (default: {_D.seed})")
-    opt("--out", metavar="DIR", help="run directory (default: runs/YYYYmmdd-HHMMSS)")
+    opt("--seed", type=parse_seed, help=f"{SEED_HELP} (default: {_D.seed})")
+    opt(
+        "--out",
+        metavar="DIR",
+        help="run directory: new or empty, or a run to --resume (default: runs/YYYYmmdd-HHMMSS)",
+    )
     opt(
         "--resume",
         action="store_true",
@@ -113,7 +125,7 @@ def _add_sample(sub) -> None:
         default=0.8,
         help="softmax temperature; 0 = greedy (default: 0.8)",
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=parse_seed, default=0, help=f"{SEED_HELP} (default: 0)")
     p.set_defaults(func=_sample)
 
 
@@ -131,7 +143,6 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="run forward + hand BPTT on random data and print the agreement with jax.grad",
         description=_demo.run.__doc__,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     _demo.add_arguments(demo)
     demo.set_defaults(func=_demo.run)
@@ -151,56 +162,71 @@ def _check(args: argparse.Namespace) -> int:
     try:
         from .testing._cli import main as check_main
     except ImportError as e:  # hypothesis is an optional dependency
-        return _fail("check", f"{e}; install it with: pip install 'jaxrnn[testing]'", 1)
+        return _fail("check", f"{e}; install it with: pip install 'jaxrnn[testing]'", EXIT_FAILURE)
     return check_main(args.argv, prog="jaxrnn check")
 
 
-def _fail(command: str, message: str, code: int = 2) -> int:
+def _fail(command: str, message: str, code: int = EXIT_USAGE) -> int:
     print(f"jaxrnn {command}: error: {message}", file=sys.stderr)
     return code
 
 
-def _train(args: argparse.Namespace) -> int:
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of the command line; with --resume, the saved one with the given options."""
     from .train import _rundir as rd
-    from .train._checkpoint import CheckpointError
     from .train._config import ConfigError, resume_config
-    from .train._data import CorpusError
-    from .train._loop import MissingExtraError, train
 
     given = {  # the options given on the command line (None: not given; flags: only if set)
         f.name: getattr(args, f.name)
         for f in dataclasses.fields(TrainConfig)
         if getattr(args, f.name, None) is not None and getattr(args, f.name) is not False
     }
-    try:
-        if args.resume:
-            if args.out is None:
-                return _fail("train", "--resume needs --out DIR, the run to continue")
-            from pathlib import Path
+    if args.resume:
+        if args.out is None:
+            raise ConfigError("--resume needs --out DIR, the run to continue")
+        config = resume_config(rd.read_config(args.out)["config"], **given)
+    else:
+        given.setdefault("out", time.strftime("runs/%Y%m%d-%H%M%S"))
+        config = TrainConfig(**given)
+    return config.validate()
 
-            cfg_path = Path(args.out) / rd.CONFIG
-            if not cfg_path.is_file():
-                return _fail("train", f"--resume: no run at {args.out} (no {rd.CONFIG})")
-            config = resume_config(rd.read_json(cfg_path)["config"], **given)
-        else:
-            given.setdefault("out", time.strftime("runs/%Y%m%d-%H%M%S"))
-            config = TrainConfig(**given)
-        config.validate()
+
+def _train(args: argparse.Namespace) -> int:
+    from .train._checkpoint import CheckpointError
+    from .train._config import ConfigError
+    from .train._data import CorpusError
+    from .train._loop import DivergedError, MissingExtraError, train
+
+    try:
+        config = _train_config(args)
         if not config.quiet:
             what = config.text or "the Python standard library's source"
-            print(
-                f"jaxrnn train: {'resuming' if config.resume else 'training on'} {what} "
-                f"-> {config.out}",
-                flush=True,
-            )
+            doing = "resuming" if config.resume else "training on"
+            print(f"jaxrnn train: {doing} {what} -> {config.out}", flush=True)
         result = train(config)
     except KeyboardInterrupt:  # before the first step (loading, compiling): nothing to save
         print("jaxrnn train: interrupted before training started", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except MissingExtraError as e:
-        return _fail("train", str(e), 1)
+        return _fail("train", str(e), EXIT_FAILURE)
+    except DivergedError as e:
+        return _fail("train", str(e), EXIT_DIVERGED)
     except (CorpusError, CheckpointError, ConfigError) as e:
         return _fail("train", str(e))
+    except OSError as e:  # every write names its path; this is the last line of defence
+        return _fail("train", f"{e.filename or args.out}: {e.strerror or e}")
+    _report(result, config)
+    if result.interrupted:
+        print(
+            f"jaxrnn train: interrupted; checkpoint saved. Continue with: "
+            f"jaxrnn train --out {result.run_dir} --resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def _report(result, config: TrainConfig) -> None:
     m = result.metrics
     n = min(len(m["train_bpc"]), 100)
     train_bpc = f"{np.mean(m['train_bpc'][-n:]):.3f} bpc (mean of the last {n} steps)" if n else "-"
@@ -209,14 +235,6 @@ def _train(args: argparse.Namespace) -> int:
         f"validation {result.val_bpc:.3f} bpc (unigram entropy {result.unigram_bpc:.3f}), "
         f"{result.elapsed_s:.0f}s, {result.tokens_per_s:,.0f} tokens/s; run: {result.run_dir}"
     )
-    if result.interrupted:
-        print(
-            f"jaxrnn train: interrupted; checkpoint saved. Continue with: "
-            f"jaxrnn train --out {result.run_dir} --resume",
-            file=sys.stderr,
-        )
-        return 130
-    return 0
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -234,10 +252,12 @@ def _sample(args: argparse.Namespace) -> int:
             temperature=args.temperature,
             seed=args.seed,
         )
-    except (CheckpointError, ValueError) as e:
+    except (CheckpointError, ValueError) as e:  # RunDirError is a ValueError
         return _fail("sample", str(e))
+    except OSError as e:
+        return _fail("sample", f"{e.filename or args.run}: {e.strerror or e}")
     sys.stdout.write(text + "\n")
-    return 0
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,13 +12,14 @@ The library behind ``jaxrnn train`` and ``jaxrnn sample``::
     run = jt.load_run("runs/NAME")             # a run directory written by `jaxrnn train`
     print(jt.sample(run.params, run.vocab, temperature=0.5))
 
-Importing this module needs only jax; optax, tqdm and matplotlib are
-imported when :func:`train` runs.
+Importing this module needs only jax; optax, tqdm, matplotlib and filelock
+are imported when :func:`train` runs.
 """
 
 from ._checkpoint import CheckpointError as CheckpointError
 from ._checkpoint import TrainState as TrainState
 from ._config import ConfigError as ConfigError
+from ._config import RunDirError as RunDirError
 from ._config import TrainConfig as TrainConfig
 from ._data import Corpus as Corpus
 from ._data import CorpusError as CorpusError
@@ -28,7 +29,8 @@ from ._data import load_corpus as load_corpus
 from ._data import unigram_entropy as unigram_entropy
 from ._load import Run as Run
 from ._load import load_run as load_run
-from ._sample import sample as sample
+from ._loop import DivergedError as DivergedError
 from ._loop import MissingExtraError as MissingExtraError
 from ._loop import TrainResult as TrainResult
 from ._loop import train as train
+from ._sample import sample as sample

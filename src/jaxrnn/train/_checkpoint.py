@@ -10,14 +10,18 @@ process killed mid-write leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import secrets
 import zipfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+
+from ._config import RunDirError
 
 CHECKPOINT = "checkpoint.npz"
 _TREES = ("params", "opt_state", "carry")
@@ -40,20 +44,38 @@ class TrainState(NamedTuple):
     key: Any  # (2,) uint32 jax.random key for the samples written during training
 
 
+def temp_name(path: Path) -> Path:
+    """A temporary file next to ``path`` that no other writer uses: pid and random bytes."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def os_error(path: str | os.PathLike, e: OSError, doing: str = "cannot write") -> RunDirError:
+    """One line naming ``path`` and the OS's reason, e.g. ``runs/a/x: cannot write: Disk full``."""
+    return RunDirError(f"{path}: {doing}: {e.strerror or e}")
+
+
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Writes ``data`` to ``path`` via a temporary file in the same directory and a rename."""
+    """Writes ``data`` to ``path`` via a temporary file in the same directory and a rename.
+
+    The temporary file has a name of its own (pid and random bytes) and only this
+    call removes it, on failure: a killed process leaves it behind, another
+    writer never deletes it (the run directory's lock holder cleans up, see
+    ``_rundir.claim``). An OSError (disk full, read-only, ...) becomes a
+    :class:`RunDirError` naming ``path``; ``path`` keeps its previous content.
+    """
     path = Path(path)
-    for stale in path.parent.glob(f".{path.name}.tmp-*"):  # left by a killed process
-        stale.unlink(missing_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_name(path)
     try:
-        with open(tmp, "wb") as f:
+        with open(tmp, "xb") as f:
             f.write(data)
             f.flush()
             _fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise os_error(path, e) from e
         raise
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 # Options a resumed run may change; all others define the model, the data or the
 # batches and must equal the saved run's for the continuation to be bit-exact.
@@ -25,10 +26,49 @@ RESUMABLE = frozenset(
     }
 )
 GRADS = ("hand", "autodiff")
+SEED_LIMIT = 2**32  # seeds are 0 <= seed < 2**32: jax.random.PRNGKey's uint32 range, no wrap
+_POSITIVE = ("hidden", "layers", "seq_len", "batch", "checkpoint_every", "eval_every", "val_chars")
 
 
 class ConfigError(ValueError):
     """An invalid option, or a run directory that does not fit the options."""
+
+
+class RunDirError(ConfigError):
+    """A run directory that cannot be used: not jaxrnn's, in use, unreadable or unwritable."""
+
+
+def check_int(value, flag: str, lo: int, hi: int | None = None) -> int:
+    """``value`` if it is an int with ``lo <= value`` (and ``< hi``); else ConfigError."""
+    if isinstance(value, int) and not isinstance(value, bool) and lo <= value:
+        if hi is None or value < hi:
+            return value
+    if hi is not None:
+        want = f"an integer in [{lo}, {hi})"
+    else:
+        want = "a positive integer" if lo == 1 else f"an integer >= {lo}"
+    raise ConfigError(f"{flag} must be {want}, got {value!r}")
+
+
+def parse_seed(text: str) -> int:
+    """An argparse ``type``: a decimal seed in ``[0, 2**32)``, or ArgumentTypeError."""
+    import argparse
+
+    try:
+        value = int(text, 10)
+    except ValueError:
+        value = text  # reported as not an integer below
+    try:
+        return check_int(value, "seed", 0, SEED_LIMIT)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _check_number(value, flag: str, *, finite: bool) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    if not ok or (finite and not math.isfinite(value)):
+        want = "a finite number > 0" if finite else "a number > 0"
+        raise ConfigError(f"{flag} must be {want}, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,27 +118,13 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Raises :class:`ConfigError` naming the first invalid option; returns ``self``."""
-        positive = (
-            "hidden",
-            "layers",
-            "seq_len",
-            "batch",
-            "checkpoint_every",
-            "eval_every",
-            "val_chars",
-        )
-        for name in positive:
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"{_flag(name)} must be a positive integer, got {v!r}")
-        for name in ("steps", "sample_every", "sample_length", "seed"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise ConfigError(f"{_flag(name)} must be an integer >= 0, got {v!r}")
-        if not self.lr > 0:
-            raise ConfigError(f"--lr must be > 0, got {self.lr!r}")
-        if not self.clip > 0:
-            raise ConfigError(f"--clip must be > 0, got {self.clip!r}")
+        for name in _POSITIVE:
+            check_int(getattr(self, name), _flag(name), 1)
+        for name in ("steps", "sample_every", "sample_length"):
+            check_int(getattr(self, name), _flag(name), 0)
+        check_int(self.seed, "--seed", 0, SEED_LIMIT)
+        _check_number(self.lr, "--lr", finite=True)
+        _check_number(self.clip, "--clip", finite=False)  # inf: no clipping
         if self.grad not in GRADS:
             raise ConfigError(f"--grad must be one of {', '.join(GRADS)}, got {self.grad!r}")
         return self

@@ -147,13 +147,21 @@ class Vocab:
         return "".join(self.chars[int(i)] for i in np.asarray(ids).reshape(-1))
 
     def save(self, path: str | os.PathLike) -> None:
-        """Writes the vocabulary as JSON ``{"chars": [...]}``."""
-        Path(path).write_text(json.dumps({"chars": self.chars}, ensure_ascii=True) + "\n")
+        """Writes the vocabulary as JSON ``{"chars": [...]}``, atomically."""
+        from ._checkpoint import write_atomic
+
+        write_atomic(path, (json.dumps({"chars": self.chars}, ensure_ascii=True) + "\n").encode())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Vocab:
-        """Reads a vocabulary written by :meth:`save`."""
-        return cls(json.loads(Path(path).read_text())["chars"])
+        """Reads a vocabulary written by :meth:`save`; ValueError names a corrupt file."""
+        try:
+            chars = json.loads(Path(path).read_bytes().decode("utf-8"))["chars"]
+            return cls(chars)
+        except OSError as e:
+            raise ValueError(f"{path}: cannot read: {e.strerror or e}") from e
+        except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError, UnicodeDecodeError too
+            raise ValueError(f"{path}: corrupt vocabulary, not a jaxrnn vocab.json ({e})") from e
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Vocab) and self.chars == other.chars
@@ -182,6 +190,17 @@ def min_chars(batch: int, seq_len: int, val_fraction: float = VAL_FRACTION) -> i
     return max(math.ceil(need / val_fraction), math.ceil(need / (1 - val_fraction))) + 1
 
 
+def check_length(n: int, batch: int, seq_len: int, val_fraction: float = VAL_FRACTION) -> None:
+    """Raises :class:`CorpusError` if ``n`` characters are too few for :func:`split`."""
+    need = min_chars(batch, seq_len, val_fraction)
+    if n < need:
+        raise CorpusError(
+            f"the text is too short: {n} characters, need at least {need} for "
+            f"--batch {batch} --seq-len {seq_len} (with {val_fraction:.0%} held out "
+            "for validation); use a longer text or smaller --batch/--seq-len"
+        )
+
+
 def split(
     ids: np.ndarray, batch: int, seq_len: int, val_fraction: float = VAL_FRACTION
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -191,13 +210,7 @@ def split(
     ``batch * (seq_len + 1)`` characters (one chunk and its targets per stream).
     """
     n = len(ids)
-    need = min_chars(batch, seq_len, val_fraction)
-    if n < need:
-        raise CorpusError(
-            f"the text is too short: {n} characters, need at least {need} for "
-            f"--batch {batch} --seq-len {seq_len} (with {val_fraction:.0%} held out "
-            "for validation); use a longer text or smaller --batch/--seq-len"
-        )
+    check_length(n, batch, seq_len, val_fraction)
     cut = n - int(round(n * val_fraction))
     return ids[:cut], ids[cut:]
 

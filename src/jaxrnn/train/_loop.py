@@ -26,17 +26,39 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _rundir as rd
 from .. import model
+from . import _outputs as out
+from . import _rundir as rd
 from ._checkpoint import CHECKPOINT, TrainState, load_checkpoint, save_checkpoint
-from ._config import ConfigError, TrainConfig, check_resume
-from ._data import Batcher, Vocab, load_corpus, split, unigram_entropy, val_chunks
+from ._config import ConfigError, RunDirError, TrainConfig, check_resume
+from ._data import (
+    Batcher,
+    Corpus,
+    Vocab,
+    check_length,
+    load_corpus,
+    split,
+    unigram_entropy,
+    val_chunks,
+)
 from ._sample import sample
 from ._step import LN2, evaluate, optimizer_and_step, put, shardings
 
 
 class MissingExtraError(ImportError):
-    """optax, tqdm or matplotlib (the ``train`` extra) is not installed."""
+    """optax, tqdm, matplotlib or filelock (the ``train`` extra) is not installed."""
+
+
+class DivergedError(FloatingPointError):
+    """The loss, a gradient or a parameter became inf or NaN: training stopped.
+
+    ``step`` is the step that diverged. The run's checkpoint (if it has a
+    directory) holds the last finite state, the one after step ``step - 1``.
+    """
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
 
 
 def require_extra() -> tuple[Any, Any]:
@@ -45,9 +67,10 @@ def require_extra() -> tuple[Any, Any]:
         optax = importlib.import_module("optax")
         tqdm = importlib.import_module("tqdm").tqdm
         importlib.import_module("matplotlib")
+        importlib.import_module("filelock")
     except ImportError as e:
         raise MissingExtraError(
-            f"training needs optax, tqdm and matplotlib ({e.name} is missing): "
+            f"training needs optax, tqdm, matplotlib and filelock ({e.name} is missing): "
             "pip install 'jaxrnn[train]'"
         ) from e
     return optax, tqdm
@@ -91,13 +114,58 @@ def _stop_on_sigint():
         signal.signal(signal.SIGINT, old)
 
 
+class _Run(NamedTuple):
+    """What the steps of one :func:`train` call share; built by :func:`_setup`."""
+
+    config: TrainConfig
+    run_dir: Path | None
+    vocab: Vocab
+    batcher: Batcher
+    val: list  # validation chunks on the device(s)
+    zeros: Any  # the zero hidden state, (B, H_l) per layer
+    unigram: float
+    repl: Any  # shardings (None on one device)
+    data_sh: Any
+    update: Any  # the jitted step of _step.optimizer_and_step
+    sizes: dict  # the "data" entry of config.json
+    log: out.MetricsLog | None = None
+
+
+class _Clock:
+    """Elapsed time and throughput (tokens/s), timed from the end of the first (compiling) step."""
+
+    def __init__(self, tokens_per_step: int, start: int):
+        self.tokens, self.start = tokens_per_step, start
+        self.t0 = time.perf_counter()
+        self.t_first = self.t_last = math.nan
+        self.step_last, self.tok_s = start, math.nan
+
+    def tick(self, step: int, last: bool) -> float:
+        """Call after each step; updates ``tok_s`` about every second; returns the elapsed time."""
+        now = time.perf_counter()
+        if self.step_last == self.start:
+            self.t_first = self.t_last = now
+            self.step_last = step
+        elif now - self.t_last > 1.0 or last:
+            self.tok_s = (step - self.step_last) * self.tokens / (now - self.t_last)
+            self.t_last, self.step_last = now, step
+        return now - self.t0
+
+    def overall(self, step: int) -> float:
+        """Tokens/s over all steps but the first of this call (``tok_s`` if there were < 2)."""
+        if step <= self.start + 1:
+            return self.tok_s
+        return (step - self.start - 1) * self.tokens / (time.perf_counter() - self.t_first)
+
+
 def train(config: TrainConfig, *, progress: bool | None = None) -> TrainResult:
     """Trains (or, with ``config.resume``, continues) a character-level RNN language model.
 
-    Writes the run directory ``config.out`` (if not None; see ``_rundir.py``)
-    and returns the parameters and the metrics. Ctrl-C (SIGINT) stops training
-    after the current step, writes a checkpoint and returns with
-    ``interrupted=True``.
+    Writes the run directory ``config.out`` (if not None; see ``_rundir.py`` for
+    what it may be) and returns the parameters and the metrics. Ctrl-C (SIGINT),
+    from the first moment on, stops training after the current step, writes a
+    checkpoint and returns with ``interrupted=True``. The run directory is
+    locked for the whole call.
 
     Args:
       config: a :class:`TrainConfig`.
@@ -109,61 +177,134 @@ def train(config: TrainConfig, *, progress: bool | None = None) -> TrainResult:
 
     Raises:
       CorpusError: unusable ``config.text``.
-      MissingExtraError: optax, tqdm or matplotlib missing.
-      ConfigError, CheckpointError: bad options or run directory.
+      MissingExtraError: optax, tqdm, matplotlib or filelock missing.
+      ConfigError, CheckpointError: bad options or run directory (RunDirError,
+        a ConfigError: a directory that is not jaxrnn's, in use, or unwritable).
+      DivergedError: the loss or the gradients became inf or NaN.
+      KeyboardInterrupt: Ctrl-C before the run directory was written.
     """
     _, tqdm = require_extra()
+    config = _checked(config)
+    saved = _resume_checks(config)
+    with _stop_on_sigint() as stop, contextlib.ExitStack() as stack:
+        corpus = _corpus(config, saved)
+        if config.out is not None:
+            stack.enter_context(rd.claim(Path(config.out), config.resume))
+        run, ts, done = _setup(config, corpus)
+        if stop:  # Ctrl-C while loading: nothing is written yet
+            raise KeyboardInterrupt
+        run = run._replace(log=_write_run_dir(run, corpus, done))
+        stack.callback(run.log.close)
+        if done < 0:
+            _write_sample(run, ts, math.nan)
+        show = (not config.quiet and sys.stderr.isatty()) if progress is None else progress
+        bar = tqdm(
+            total=config.steps,
+            initial=ts.step,
+            disable=not show,
+            unit="step",
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
+        stack.callback(bar.close)
+        ts, val_bpc, clock, interrupted = _loop(run, ts, stop, bar)
+        _checkpoint(run, ts)  # ts is always a consistent state: it is replaced by one assignment
+        if interrupted or math.isnan(val_bpc):
+            val_bpc = evaluate(ts.params, run.val, run.zeros)
+        return TrainResult(
+            jax.device_get(ts.params),
+            run.vocab,
+            run.log.columns(),
+            config,
+            run.run_dir,
+            ts.step,
+            val_bpc,
+            run.unigram,
+            time.perf_counter() - clock.t0,
+            clock.overall(ts.step),
+            interrupted,
+        )
+
+
+def _checked(config: TrainConfig) -> TrainConfig:
+    """Validates ``config``; resolves ``text`` to an absolute path (it is saved in the run)."""
     config.validate()
-    run_dir = Path(config.out) if config.out is not None else None
-    saved = None
-    if config.resume:
-        if run_dir is None or not (run_dir / rd.CONFIG).is_file():
-            raise ConfigError(f"--resume: no run to resume at {config.out} (no {rd.CONFIG})")
-        saved = rd.read_json(run_dir / rd.CONFIG)
-        check_resume(config, TrainConfig.from_dict(saved["config"]))
+    if config.resume and config.out is None:
+        raise ConfigError("--resume needs --out DIR, the run to continue")
     if config.text is not None:
         config = dataclasses.replace(config, text=str(Path(config.text).resolve()))
+    return config
 
+
+def _resume_checks(config: TrainConfig) -> dict | None:
+    """Checks ``config.out`` (reading only); returns a resumed run's ``config.json``, else None.
+
+    A resumed run must keep every option that defines the model and the data.
+    """
+    if config.out is None:
+        return None
+    saved = rd.check_out(Path(config.out), config.resume)
+    if saved is not None:
+        try:
+            old = TrainConfig.from_dict(saved["config"])
+        except TypeError as e:
+            raise RunDirError(f'{Path(config.out) / rd.CONFIG}: corrupt "config" ({e})') from e
+        check_resume(config, old)
+    return saved
+
+
+def _corpus(config: TrainConfig, saved: dict | None) -> Corpus:
+    """The training text, checked before anything is written: long enough for the batches,
+    for a resumed run the same text (by SHA-256) as before; and the batch fits the devices.
+    """
     corpus = load_corpus(config.text)
-    if saved is not None and corpus.source["sha256"] != saved["corpus"]["sha256"]:
-        raise ConfigError(f"--resume: the text differs from the one the run in {run_dir} used")
-    vocab = Vocab.load(run_dir / rd.VOCAB) if saved else Vocab.from_text(corpus.text)
-    ids = vocab.encode(corpus.text)
-    train_ids, val_ids = split(ids, config.batch, config.seq_len)
-    batcher = Batcher(train_ids, config.batch, config.seq_len, config.seed)
-    unigram = unigram_entropy(train_ids, vocab.size)
+    check_length(len(corpus.text), config.batch, config.seq_len)
+    shardings(config.batch)
+    if saved is not None and corpus.source["sha256"] != saved["corpus"].get("sha256"):
+        raise ConfigError(f"--resume: the text differs from the one the run in {config.out} used")
+    return corpus
+
+
+def _setup(config: TrainConfig, corpus: Corpus) -> tuple[_Run, TrainState, int]:
+    """Data, model, optimizer and the state to start from (the checkpoint's, if any).
+
+    Returns ``(run, state, done)``: ``done`` is the checkpoint's step, -1 without one.
+    """
+    run_dir = Path(config.out) if config.out is not None else None
+    resumed = config.resume and (run_dir / CHECKPOINT).exists()
+    vocab = rd.read_vocab(run_dir) if resumed else Vocab.from_text(corpus.text)
+    train_ids, val_ids = split(vocab.encode(corpus.text), config.batch, config.seq_len)
     repl, data_sh = shardings(config.batch)
     val = put(val_chunks(val_ids, config.batch, config.seq_len, config.val_chars), data_sh)
-
+    opt, update = optimizer_and_step(config.lr, config.clip, config.grad, repl, data_sh)
     k_init, k_sample = jax.random.split(jax.random.PRNGKey(config.seed))
     params = model.init(k_init, vocab.size, [config.hidden] * config.layers, dtype=jnp.float32)
-    opt, update = optimizer_and_step(config.lr, config.clip, config.grad, repl, data_sh)
     zeros = model.init_state(params, config.batch)
     ts = TrainState(params, opt.init(params), zeros, 0, 0, 0, k_sample)
-    if saved is not None:
+    if resumed:
         ts = load_checkpoint(run_dir / CHECKPOINT, ts)
-    elif run_dir is not None:
-        if (run_dir / CHECKPOINT).exists():
-            raise ConfigError(
-                f"{run_dir} already holds a run: continue it with --resume, or choose another --out"
-            )
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / rd.SAMPLES).unlink(missing_ok=True)
-        vocab.save(run_dir / rd.VOCAB)
-    if run_dir is not None:
-        data = {
-            "vocab_size": vocab.size,
-            "train_chars": len(train_ids),
-            "val_chars": len(val_ids),
-            "val_chars_evaluated": len(val) * config.batch * config.seq_len,
-            "unigram_bpc": unigram,
-            "devices": jax.device_count(),
-        }
-        rd.write_json(
-            run_dir / rd.CONFIG, {"config": config.to_dict(), "corpus": corpus.source, "data": data}
-        )
-    log = rd.MetricsLog(
-        run_dir / rd.METRICS if run_dir else None, resume_at=ts.step if saved else None
+    unigram = unigram_entropy(train_ids, vocab.size)
+    sizes = {
+        "vocab_size": vocab.size,
+        "train_chars": len(train_ids),
+        "val_chars": len(val_ids),
+        "val_chars_evaluated": len(val) * config.batch * config.seq_len,
+        "unigram_bpc": unigram,
+        "devices": jax.device_count(),
+    }
+    batcher = Batcher(train_ids, config.batch, config.seq_len, config.seed)
+    run = _Run(
+        config,
+        run_dir,
+        vocab,
+        batcher,
+        val,
+        put(zeros, data_sh),
+        unigram,
+        repl,
+        data_sh,
+        update,
+        sizes,
     )
     ts = ts._replace(
         params=put(ts.params, repl),
@@ -171,108 +312,103 @@ def train(config: TrainConfig, *, progress: bool | None = None) -> TrainResult:
         carry=put(ts.carry, data_sh),
         key=jnp.asarray(ts.key),
     )
-    zeros = put(zeros, data_sh)
+    return run, ts, ts.step if resumed else -1
 
-    def write_sample(ts: TrainState, val_bpc: float) -> None:
-        if run_dir is not None and config.sample_every:
-            text = sample(
-                ts.params,
-                vocab,
-                length=config.sample_length,
-                key=jax.random.fold_in(ts.key, ts.step),
-            )  # the same on resume
-            rd.append_sample(run_dir / rd.SAMPLES, ts.step, val_bpc, text)
 
-    def checkpoint(ts: TrainState) -> None:
-        if run_dir is not None:
-            save_checkpoint(run_dir / CHECKPOINT, ts)
-            log.flush()
-            rd.plot_metrics(run_dir / rd.PLOT, log.columns(), unigram)
+def _write_run_dir(run: _Run, corpus: Corpus, done: int) -> out.MetricsLog:
+    """Writes ``config.json`` (first: it marks the directory as a run) and ``vocab.json``,
+    and cuts ``metrics.csv`` and ``samples.txt`` back to step ``done`` (-1: empties them).
+    """
+    if run.run_dir is None:
+        return out.MetricsLog(None)
+    saved = {"config": run.config.to_dict(), "corpus": corpus.source, "data": run.sizes}
+    rd.write_json(run.run_dir / rd.CONFIG, {rd.MARKER: rd.FORMAT, **saved})
+    if done < 0:
+        run.vocab.save(run.run_dir / rd.VOCAB)
+    out.cut_samples(run.run_dir / rd.SAMPLES, done)
+    return out.MetricsLog(run.run_dir / rd.METRICS, resume_at=done)
 
-    if ts.step == 0:
-        write_sample(ts, math.nan)
-    show = (not config.quiet and sys.stderr.isatty()) if progress is None else progress
-    bar = tqdm(
-        total=config.steps,
-        initial=ts.step,
-        disable=not show,
-        unit="step",
-        dynamic_ncols=True,
-        file=sys.stderr,
-    )
-    tok_per_step = config.batch * config.seq_len
-    val_bpc, tok_s, interrupted = math.nan, math.nan, False
-    t0 = t_first = time.perf_counter()
-    t_last, step_last = t0, ts.step
-    start = ts.step
+
+def _loop(run: _Run, ts: TrainState, stop: list, bar) -> tuple[TrainState, float, _Clock, bool]:
+    """Steps until ``config.steps`` or a Ctrl-C, writing metrics, samples and checkpoints.
+
+    Returns ``(state, last validation bpc, clock, interrupted)``.
+    """
+    cfg = run.config
+    clock, val_bpc = _Clock(cfg.batch * cfg.seq_len, ts.step), math.nan
     try:
-        with _stop_on_sigint() as stop:
-            while ts.step < config.steps and not stop:
-                tokens, targets = put(batcher.get(ts.epoch, ts.chunk), data_sh)
-                params, opt_state, carry, loss = update(
-                    ts.params, ts.opt_state, ts.carry, tokens, targets
-                )
-                epoch, chunk = batcher.advance(ts.epoch, ts.chunk)
-                if epoch != ts.epoch:  # a new epoch starts the streams on new text
-                    carry = zeros
-                ts = TrainState(params, opt_state, carry, ts.step + 1, epoch, chunk, ts.key)
-                step, loss = ts.step, float(loss) / config.seq_len  # nats per character
-                now = time.perf_counter()
-                if step_last == start:  # time from the end of the first (compiling) step
-                    t_last, step_last, t_first = now, step, now
-                elif now - t_last > 1.0 or step == config.steps:
-                    tok_s = (step - step_last) * tok_per_step / (now - t_last)
-                    t_last, step_last = now, step
-                v = math.nan
-                if step % config.eval_every == 0 or step == config.steps:
-                    v = val_bpc = evaluate(ts.params, val, zeros)
-                log.append(
-                    {
-                        "step": step,
-                        "train_loss": loss,
-                        "train_bpc": loss / LN2,
-                        "val_bpc": v,
-                        "tokens_per_s": tok_s,
-                        "elapsed_s": now - t0,
-                    }
-                )
-                if config.sample_every and (
-                    step % config.sample_every == 0 or step == config.steps
-                ):
-                    write_sample(ts, v if v == v else evaluate(ts.params, val, zeros))
-                if step % config.checkpoint_every == 0 and step < config.steps:
-                    checkpoint(ts)
-                vs = "-" if math.isnan(val_bpc) else f"{val_bpc:.3f}"
-                ts_ = "-" if math.isnan(tok_s) else f"{tok_s:,.0f}"
-                bar.set_postfix_str(
-                    f"loss {loss / LN2:.3f} bpc, val {vs} bpc, {ts_} tok/s", refresh=False
-                )
-                bar.update(1)
-            interrupted = bool(stop)
+        while ts.step < cfg.steps and not stop:
+            ts, loss = _step(run, ts)
+            step, last = ts.step, ts.step == cfg.steps
+            elapsed, v = clock.tick(step, last), math.nan
+            if step % cfg.eval_every == 0 or last:
+                v = val_bpc = evaluate(ts.params, run.val, run.zeros)
+            run.log.append(
+                {
+                    "step": step,
+                    "train_loss": loss,
+                    "train_bpc": loss / LN2,
+                    "val_bpc": v,
+                    "tokens_per_s": clock.tok_s,
+                    "elapsed_s": elapsed,
+                }
+            )
+            if cfg.sample_every and (step % cfg.sample_every == 0 or last):
+                _write_sample(run, ts, v if v == v else evaluate(ts.params, run.val, run.zeros))
+            if step % cfg.checkpoint_every == 0 and not last:
+                _checkpoint(run, ts)
+            vs = "-" if math.isnan(val_bpc) else f"{val_bpc:.3f}"
+            tok = "-" if math.isnan(clock.tok_s) else f"{clock.tok_s:,.0f}"
+            bar.set_postfix_str(
+                f"loss {loss / LN2:.3f} bpc, val {vs} bpc, {tok} tok/s", refresh=False
+            )
+            bar.update(1)
     except KeyboardInterrupt:  # a second Ctrl-C, or not in the main thread
-        interrupted = True
-    finally:
-        bar.close()
-        log.flush()
-    t_end = time.perf_counter()
-    elapsed = t_end - t0
-    tok_s = (
-        (ts.step - start - 1) * tok_per_step / (t_end - t_first) if ts.step > start + 1 else tok_s
+        stop.append(signal.SIGINT)
+    return ts, val_bpc, clock, bool(stop) and ts.step < cfg.steps
+
+
+def _step(run: _Run, ts: TrainState) -> tuple[TrainState, float]:
+    """One optimizer step; the loss in nats per character.
+
+    Raises :class:`DivergedError` if the step is not finite, after checkpointing
+    ``ts`` (the last finite state).
+    """
+    tokens, targets = put(run.batcher.get(ts.epoch, ts.chunk), run.data_sh)
+    params, opt_state, carry, loss, finite = run.update(
+        ts.params, ts.opt_state, ts.carry, tokens, targets
     )
-    checkpoint(ts)  # ts is always a consistent state: it is replaced by one assignment
-    log.close()
-    if interrupted or val_bpc != val_bpc:
-        val_bpc = evaluate(ts.params, val, zeros)
-    return TrainResult(
-        jax.device_get(ts.params),
-        vocab,
-        log.columns(),
-        config,
-        run_dir,
-        ts.step,
-        val_bpc,
-        unigram,
-        elapsed,
-        tok_s,
-        interrupted,
-    )
+    loss = float(loss) / run.config.seq_len
+    if not bool(finite):
+        _checkpoint(run, ts)
+        cfg, step = run.config, ts.step + 1
+        saved = (
+            f"; the checkpoint in {run.run_dir} is the last finite state (step {ts.step}): "
+            f"continue it with --out {run.run_dir} --resume --lr ..."
+            if run.run_dir is not None
+            else ""
+        )
+        raise DivergedError(
+            f"step {step}: training diverged, the loss ({loss:g}) or a gradient is not finite. "
+            f"Use a lower --lr (now {cfg.lr:g}) or --clip (now {cfg.clip:g}){saved}",
+            step,
+        )
+    epoch, chunk = run.batcher.advance(ts.epoch, ts.chunk)
+    if epoch != ts.epoch:  # a new epoch starts the streams on new text
+        carry = run.zeros
+    return TrainState(params, opt_state, carry, ts.step + 1, epoch, chunk, ts.key), loss
+
+
+def _write_sample(run: _Run, ts: TrainState, val_bpc: float) -> None:
+    if run.run_dir is not None and run.config.sample_every:
+        key = jax.random.fold_in(ts.key, ts.step)  # the same on resume
+        text = sample(ts.params, run.vocab, length=run.config.sample_length, key=key)
+        out.append_sample(run.run_dir / rd.SAMPLES, ts.step, val_bpc, text)
+
+
+def _checkpoint(run: _Run, ts: TrainState) -> None:
+    """Saves ``ts``, after the metrics and samples up to its step are on the disk."""
+    if run.run_dir is not None:
+        run.log.sync()
+        save_checkpoint(run.run_dir / CHECKPOINT, ts)
+        out.plot_metrics(run.run_dir / rd.PLOT, run.log.columns(), run.unigram)

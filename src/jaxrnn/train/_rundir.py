@@ -1,33 +1,44 @@
-"""The run directory: config, vocabulary, metrics CSV, loss plot and samples.
+"""The run directory: what may be trained into, its lock, and its ``config.json``.
 
 Layout of ``runs/NAME/``::
 
-    config.json     the TrainConfig, the corpus source and sizes
+    config.json     the TrainConfig, the corpus source and sizes, and the marker
+                    ``"jaxrnn_run": 1`` that identifies a directory jaxrnn train wrote
     vocab.json      the characters, in id order
     checkpoint.npz  the latest checkpoint (see _checkpoint.py)
     metrics.csv     one row per step: train bpc, validation bpc where evaluated
     loss.png        train and validation curves (bits per character)
     samples.txt     text sampled from the model at intervals
+    .jaxrnn.lock    held (flock, via the ``filelock`` package) for the whole run
+    .jaxrnn.pid     the pid of the process that holds the lock
+
+Rules for ``--out`` (:func:`check_out`, :func:`claim`): a new run goes only into
+a directory that does not exist or is empty; ``--resume`` only into a directory
+whose ``config.json`` carries the marker. Anything else is refused before a
+byte is written, and one process at a time holds a run directory.
 """
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import json
-import math
 import os
 from pathlib import Path
 
-import numpy as np
-
-from ._checkpoint import write_atomic
+from ._checkpoint import CHECKPOINT, os_error, write_atomic
+from ._config import RunDirError
+from ._data import Vocab
 
 CONFIG = "config.json"
 VOCAB = "vocab.json"
 METRICS = "metrics.csv"
 PLOT = "loss.png"
 SAMPLES = "samples.txt"
-COLUMNS = ("step", "train_loss", "train_bpc", "val_bpc", "tokens_per_s", "elapsed_s")
+LOCK = ".jaxrnn.lock"
+PID = ".jaxrnn.pid"
+MARKER = "jaxrnn_run"  # config.json[MARKER] == FORMAT: a directory jaxrnn train wrote
+FORMAT = 1
+FILES = (CONFIG, VOCAB, CHECKPOINT, METRICS, PLOT, SAMPLES, PID)
 
 
 def write_json(path: str | os.PathLike, obj: dict) -> None:
@@ -36,95 +47,139 @@ def write_json(path: str | os.PathLike, obj: dict) -> None:
 
 
 def read_json(path: str | os.PathLike) -> dict:
-    """Reads a JSON object."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """Reads a JSON object; :class:`RunDirError` names a missing, unreadable or corrupt file."""
+    try:
+        obj = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except OSError as e:
+        raise os_error(path, e, "cannot read") from e
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise RunDirError(f"{path}: corrupt, not valid JSON ({e})") from e
+    if not isinstance(obj, dict):
+        raise RunDirError(f"{path}: corrupt, expected a JSON object, got {type(obj).__name__}")
+    return obj
 
 
-def _fmt(v: float | int) -> str:
-    if isinstance(v, int):
-        return str(v)
-    return "" if math.isnan(v) else f"{v:.6g}"
+def read_config(run_dir: str | os.PathLike, *, marker: bool = True) -> dict:
+    """The ``config.json`` of a run: ``{"config": {...}, "corpus": {...}, ...}``.
 
-
-class MetricsLog:
-    """The per-step metrics: kept in memory and appended to ``metrics.csv`` (if a path is given).
-
-    ``rows[i]`` is a dict with the keys of :data:`COLUMNS`; ``val_bpc`` is NaN
-    at steps without a validation evaluation.
+    ``marker=True`` (training into it) also requires ``"jaxrnn_run"``; sampling
+    reads runs written before the marker existed.
     """
-
-    def __init__(self, path: str | os.PathLike | None, *, resume_at: int | None = None):
-        self.path = Path(path) if path is not None else None
-        self.rows: list[dict] = []
-        if self.path is not None and resume_at is not None and self.path.exists():
-            # rows after the checkpoint (a kill between checkpoints) are dropped: they are redone
-            with open(self.path, newline="") as f:
-                for r in csv.DictReader(f):
-                    row = {k: float(r[k]) if r[k] else math.nan for k in COLUMNS}
-                    row["step"] = int(row["step"])
-                    if row["step"] <= resume_at:
-                        self.rows.append(row)
-        if self.path is not None:
-            body = "".join(",".join(_fmt(r[k]) for k in COLUMNS) + "\n" for r in self.rows)
-            write_atomic(self.path, (",".join(COLUMNS) + "\n" + body).encode())
-            self._f = open(self.path, "a", newline="")  # closed in close()
-        else:
-            self._f = None
-
-    def append(self, row: dict) -> None:
-        """Adds one row (and writes it to the CSV)."""
-        self.rows.append(row)
-        if self._f is not None:
-            self._f.write(",".join(_fmt(row[k]) for k in COLUMNS) + "\n")
-
-    def flush(self) -> None:
-        """Flushes the CSV file."""
-        if self._f is not None:
-            self._f.flush()
-
-    def close(self) -> None:
-        """Closes the CSV file."""
-        if self._f is not None:
-            self._f.close()
-            self._f = None
-
-    def columns(self) -> dict[str, np.ndarray]:
-        """The metrics as columns: ``{"step": (S,) int, "train_bpc": (S,) float, ...}``."""
-        return {
-            k: np.asarray([r[k] for r in self.rows], np.int64 if k == "step" else np.float64)
-            for k in COLUMNS
-        }
+    path = Path(run_dir) / CONFIG
+    if not path.exists():
+        raise RunDirError(f"no run at {run_dir} (no {CONFIG})")
+    saved = read_json(path)
+    if not isinstance(saved.get("config"), dict):
+        raise RunDirError(f'{path}: no "config" object: not a config.json jaxrnn train wrote')
+    if marker and saved.get(MARKER) != FORMAT:
+        raise RunDirError(
+            f'{path} was not written by jaxrnn train (no "{MARKER}": {FORMAT}); '
+            f"refusing to write into {run_dir}"
+        )
+    if marker and not isinstance(saved.get("corpus"), dict):
+        raise RunDirError(f'{path}: no "corpus" object: not a config.json jaxrnn train wrote')
+    return saved
 
 
-def plot_metrics(path: str | os.PathLike, cols: dict[str, np.ndarray], unigram_bpc: float) -> None:
-    """Writes ``loss.png``: train bpc per step, validation bpc, and the unigram entropy line."""
-    from matplotlib.figure import Figure  # no pyplot: no global backend, safe in notebooks
-
-    fig = Figure(figsize=(7, 4), dpi=110)
-    ax = fig.add_subplot()
-    step, train, val = cols["step"], cols["train_bpc"], cols["val_bpc"]
-    if len(step):
-        ax.plot(step, train, lw=0.6, alpha=0.35, color="C0")
-        w = max(1, min(50, len(train) // 20))  # moving average for a readable curve
-        if len(train) >= w:
-            smooth = np.convolve(train, np.ones(w) / w, mode="valid")
-            ax.plot(step[w - 1 :], smooth, color="C0", label=f"train (mean of {w} steps)")
-        ok = ~np.isnan(val)
-        ax.plot(step[ok], val[ok], "o-", ms=3, color="C1", label="validation")
-    ax.axhline(unigram_bpc, ls="--", color="gray", lw=1, label=f"unigram {unigram_bpc:.2f}")
-    ax.set_title("jaxrnn train: bits per character (lower is better)")
-    ax.set_xlabel("step")
-    ax.set_ylabel("bits per character")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp)
-    os.replace(tmp, path)
+def read_vocab(run_dir: Path) -> Vocab:
+    """The run's ``vocab.json``; :class:`RunDirError` names a missing or corrupt file."""
+    try:
+        return Vocab.load(run_dir / VOCAB)
+    except ValueError as e:
+        raise RunDirError(str(e)) from e
 
 
-def append_sample(path: str | os.PathLike, step: int, val_bpc: float, text: str) -> None:
-    """Appends one sample, headed by its step and validation bpc, to ``samples.txt``."""
-    head = f"=== step {step}" + ("" if math.isnan(val_bpc) else f", val bpc {val_bpc:.3f}")
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(f"{head} ===\n{text}\n\n")
+def _ours(name: str) -> bool:
+    """The lock, the pid file, or a temporary file of ours (left by a killed process)."""
+    if name in (LOCK, PID):
+        return True
+    return name.startswith(".") and name[1:].split(".tmp-")[0] in FILES and ".tmp-" in name
+
+
+def _listing(names: list[str]) -> str:
+    names = sorted(names)
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    return ", ".join(names[:5]) + more
+
+
+def _is_run(run_dir: Path) -> bool:
+    try:
+        read_config(run_dir)
+    except RunDirError:
+        return False
+    return True
+
+
+def check_out(run_dir: Path, resume: bool, *, probe_lock: bool = True) -> dict | None:
+    """Checks ``--out`` against the rules above, reading only; returns the saved config.
+
+    Returns ``config.json`` for ``resume`` (None for a new run). Raises
+    :class:`RunDirError` naming the directory and what is in it, or the pid of
+    the process that holds it (``probe_lock``: tried and let go at once).
+    """
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"--out {run_dir}: is a file, not a directory")
+    try:
+        found = os.listdir(run_dir) if run_dir.exists() else []
+    except OSError as e:
+        raise os_error(run_dir, e, "cannot list") from e
+    if probe_lock and LOCK in found:
+        _lock(run_dir).release()
+    names = [n for n in found if not _ours(n)]
+    if resume:
+        return read_config(run_dir)
+    if names and CONFIG in names and _is_run(run_dir):
+        raise RunDirError(
+            f"--out {run_dir} already holds a run: continue it with --resume, "
+            "or choose another --out"
+        )
+    if names:
+        raise RunDirError(
+            f"--out {run_dir} is not empty and holds no jaxrnn run ({_listing(names)}); "
+            "train into a new or empty directory"
+        )
+    return None
+
+
+def _lock(run_dir: Path):
+    """Takes the run directory's lock without waiting; returns the held lock."""
+    from filelock import FileLock, Timeout  # the train extra; needed only to write a run
+
+    lock = FileLock(str(run_dir / LOCK), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        try:
+            holder = f" (pid {int((run_dir / PID).read_text())})"
+        except (OSError, ValueError):
+            holder = ""
+        raise RunDirError(
+            f"--out {run_dir} is in use by another jaxrnn train{holder}; "
+            "wait for it to finish, or choose another --out"
+        ) from None
+    except OSError as e:
+        raise os_error(run_dir / LOCK, e, "cannot lock") from e
+    return lock
+
+
+@contextlib.contextmanager
+def claim(run_dir: Path, resume: bool):
+    """Creates ``run_dir`` and holds its lock for the block; checks the rules again under it.
+
+    While the lock is held no other jaxrnn process writes here, so temporary files
+    left by killed processes are removed.
+    """
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise os_error(run_dir, e, "cannot create the directory") from e
+    lock = _lock(run_dir)
+    try:
+        check_out(run_dir, resume, probe_lock=False)  # another process may have written it
+        write_atomic(run_dir / PID, f"{os.getpid()}\n".encode())
+        for name in os.listdir(run_dir):
+            if _ours(name) and ".tmp-" in name:
+                (run_dir / name).unlink(missing_ok=True)
+        yield run_dir
+    finally:
+        lock.release()

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import model
+from ._config import SEED_LIMIT, check_int
 from ._data import Vocab
 
 Array = jax.Array
@@ -80,7 +81,7 @@ def sample(
       prime: text to condition on (every character must be in ``vocab``).
       length: number of characters to generate (>= 0).
       temperature: >= 0.
-      seed: seeds the sampling; the same seed gives the same text.
+      seed: seeds the sampling, ``0 <= seed < 2**32``; the same seed gives the same text.
       key: a ``jax.random`` key to use instead of ``seed``.
       activations: the model's activation.
 
@@ -92,6 +93,8 @@ def sample(
     temperature = float(temperature)
     if not temperature >= 0:  # also rejects NaN
         raise ValueError(f"sample: temperature must be >= 0, got {temperature}")
+    if key is None:
+        check_int(seed, "sample: seed", 0, SEED_LIMIT)
     ids = vocab.encode(prime)  # ValueError names characters outside the vocabulary
     if length == 0:
         return prime

@@ -48,10 +48,11 @@ def optimizer_and_step(lr: float, clip: float, grad: str, repl, data_sh):
     """The optax optimizer (Adam after ``clip_by_global_norm``) and the jitted update.
 
     The update maps ``(params, opt_state, carry, tokens, targets)`` to
-    ``(params, opt_state, carry, loss)``: the gradients of the chunk's loss from
+    ``(params, opt_state, carry, loss, finite)``: the gradients of the chunk's loss from
     the carried state (``grad="hand"``: :func:`jaxrnn.model.loss_and_grads`;
     ``"autodiff"``: ``jax.value_and_grad`` of ``model.loss(..., grad="autodiff")``),
-    one optimizer step, and each layer's final state as the next carry.
+    one optimizer step, and each layer's final state as the next carry;
+    ``finite`` is False if the loss, a gradient or a new parameter is inf or NaN.
     ``repl``/``data_sh``: the shardings of :func:`shardings` (None on one device).
     """
     import optax
@@ -69,11 +70,16 @@ def optimizer_and_step(lr: float, clip: float, grad: str, repl, data_sh):
         with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"):
             updates, opt_state = opt.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
-        return params, opt_state, carry, loss
+        return params, opt_state, carry, loss, _all_finite((loss, grads, params))
 
     if repl is None:
         return opt, jax.jit(step)
-    return opt, jax.jit(step, out_shardings=(repl, repl, data_sh, repl))
+    return opt, jax.jit(step, out_shardings=(repl, repl, data_sh, repl, repl))
+
+
+def _all_finite(tree) -> jax.Array:
+    """A scalar bool: every element of every leaf of ``tree`` is finite."""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]))
 
 
 @jax.jit
