@@ -17,7 +17,7 @@ def lstm_cell(params, state, x_t):
     """The reference step for check_bptt, in JAX: (h, c) -> (h', c')."""
     Wx, Wh, b = params
     h, c = state
-    a = x_t @ Wx + h @ Wh + b
+    a = x_t @ Wx + h @ Wh + b[None]
     i, f, o, g = jnp.split(a, 4, axis=-1)
     c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
     return jax.nn.sigmoid(o) * jnp.tanh(c), c
@@ -41,8 +41,12 @@ def lstm_forward(x, state0, params):
     return np.stack(hs, axis=1), (steps, params)
 
 
-def lstm_backward(dh, cache, *, keep=None):
-    """dh: (N, T, H) -> (dx, (dh0, dc0), (dWx, dWh, db)); ``keep`` truncates (for a mutant)."""
+def lstm_backward(dh, cache, *, keep=None, dc=None):
+    """dh: (N, T, H) -> (dx, (dh0, dc0), (dWx, dWh, db)).
+
+    ``dc`` (N, T, H): an upstream gradient of c too (when c is an output);
+    ``keep``: the carried gradient is zeroed ``keep`` steps from the end (a mutant).
+    """
     steps, (Wx, Wh, b) = cache
     N, T, H = dh.shape
     dx = np.zeros((N, T, Wx.shape[0]))
@@ -51,16 +55,16 @@ def lstm_backward(dh, cache, *, keep=None):
     for t in reversed(range(T)):
         if keep is not None and T - 1 - t == keep:
             dh_next, dc_next = np.zeros_like(dh_next), np.zeros_like(dc_next)
-        x_t, h_prev, c_prev, i, f, o, g, c = steps[t]
+        x_t, h_prev, c_prev, i, f, o, g, c = steps[t]  # c: c_t
         dh_t = dh[:, t] + dh_next
         tc = np.tanh(c)
-        dc = dc_next + dh_t * o * (1 - tc**2)
+        dc_t = dc_next + dh_t * o * (1 - tc**2) + (0 if dc is None else dc[:, t])
         da = np.concatenate(
             [
-                dc * g * i * (1 - i),
-                dc * c_prev * f * (1 - f),
+                dc_t * g * i * (1 - i),
+                dc_t * c_prev * f * (1 - f),
                 dh_t * tc * o * (1 - o),
-                dc * i * (1 - g**2),
+                dc_t * i * (1 - g**2),
             ],
             axis=1,
         )
@@ -68,5 +72,5 @@ def lstm_backward(dh, cache, *, keep=None):
         dWx += x_t.T @ da
         dWh += h_prev.T @ da
         db += da.sum(axis=0)
-        dh_next, dc_next = da @ Wh.T, dc * f
+        dh_next, dc_next = da @ Wh.T, dc_t * f
     return dx, (dh_next, dc_next), (dWx, dWh, db)

@@ -139,3 +139,6 @@ LENGTH_MUTANTS = {
     "padding_not_masked_in_backward": _mutant("dx", "lengths", ignore_mask=True),
     "dh0_of_empty_rows_leaks": _mutant("dh0", "rows of length 0", dh0_leak=True),
 }
+
+# Module-level names for the command-line tests (`python -m jaxrnn.testing FILE:FUNCTION`).
+truncated_after_16 = MUTANTS["truncated_after_16"][1]

@@ -90,7 +90,7 @@ SEQUENCE_BUGS = {
     "off_by_one_h_prev_in_dWh": (*make_impl(h_prev_shift=1), "tanh", "dWh"),
     "tanh_prime_is_1_minus_h": (*make_impl(fprime=lambda h, a: 1 - h), "tanh", "dx"),
     "dh0_returns_zeros": (*make_impl(zero_dh0=True), "tanh", "dh0"),
-    "dprev_h_with_Wh_not_transposed": (*make_impl(dprev_W=lambda Wh: Wh), "sigmoid", "dh0"),
+    "dprev_h_with_Wh_not_transposed": (*make_impl(dprev_W=lambda Wh: Wh), "sigmoid", "dx"),
     "forward_ignores_h0": (*make_impl(skip_h0=True), "tanh", "h"),
 }
 

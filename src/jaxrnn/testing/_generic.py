@@ -152,7 +152,9 @@ def check_bptt(
         return jax.tree.map(np.asarray, (p, s0, x, dys))
 
     def expected(p, s0, x, dys, N, T):
-        Np, Tp = (max(f, 1 << max(n - 1, 0).bit_length()) for n, f in zip((N, T), _FLOORS))
+        Np, Tp = (
+            max(f, 1 << max(n - 1, 0).bit_length()) for n, f in zip((N, T), _FLOORS, strict=True)
+        )
         edge = {"mode": "edge"} if N and T else {}
 
         def pad(a, n_time):  # rows (and steps) repeat the last real one: finite, and dys = 0
@@ -185,7 +187,8 @@ def check_bptt(
             want |= {"dx": dx}
             r, got["dx"] = compare(gx, [dx], "dx", tol, s.N, s.T)
             rows.append(r)
-            for tree, names, label, ref in ((gs0, names_s, "dstate0", ds0), (gp, names_p, "dparams", dp)):  # fmt: skip
+            parts = ((gs0, names_s, "dstate0", ds0), (gp, names_p, "dparams", dp))
+            for tree, names, label, ref in parts:
                 w = dict(zip(names, jax.tree.leaves(ref), strict=True))
                 want |= w
                 more, g = _compare_tree(tree, w, tol, s, seed_, "backward_fn", label)
