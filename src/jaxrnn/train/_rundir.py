@@ -69,13 +69,13 @@ def read_config(run_dir: str | os.PathLike, *, marker: bool = True) -> dict:
     if not path.exists():
         raise RunDirError(f"no run at {run_dir} (no {CONFIG})")
     saved = read_json(path)
-    if not isinstance(saved.get("config"), dict):
-        raise RunDirError(f'{path}: no "config" object: not a config.json jaxrnn train wrote')
     if marker and saved.get(MARKER) != FORMAT:
         raise RunDirError(
             f'{path} was not written by jaxrnn train (no "{MARKER}": {FORMAT}); '
             f"refusing to write into {run_dir}"
         )
+    if not isinstance(saved.get("config"), dict):
+        raise RunDirError(f'{path}: no "config" object: not a config.json jaxrnn train wrote')
     if marker and not isinstance(saved.get("corpus"), dict):
         raise RunDirError(f'{path}: no "corpus" object: not a config.json jaxrnn train wrote')
     return saved
