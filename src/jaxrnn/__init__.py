@@ -11,7 +11,6 @@ from . import reference as reference
 from ._activations import ACTIVATIONS as ACTIVATIONS
 from ._activations import Activation as Activation
 from ._activations import get_activation as get_activation
-from ._bptt import rnn_backward as rnn_backward
 from ._cell import rnn_step_backward as rnn_step_backward
 from ._cell import rnn_step_forward as rnn_step_forward
 from ._layers import temporal_affine_backward as temporal_affine_backward
@@ -25,7 +24,8 @@ from ._lengths import reverse_within_lengths as reverse_within_lengths
 from ._lengths import valid_mask as valid_mask
 from ._params import init_params as init_params
 from ._rnn import rnn as rnn
-from ._scan import rnn_forward as rnn_forward
+from ._rnn import rnn_backward as rnn_backward
+from ._rnn import rnn_forward as rnn_forward
 from ._stack import BiRNNParams as BiRNNParams
 from ._stack import StackCache as StackCache
 from ._stack import init_stack as init_stack

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 
@@ -22,11 +23,11 @@ def float_arrays(fn: str, **named: object) -> tuple[Array, ...]:
     """
     arrays = {}
     for name, value in named.items():
-        if value is None:
-            raise TypeError(f"{fn}: {name} must be an array, got None")
+        if value is None or isinstance(value, (str, bytes)):
+            raise TypeError(f"{fn}: {name} must be an array, got {type(value).__name__}")
         try:
             arr = jnp.asarray(value)
-        except TypeError as e:
+        except (TypeError, ValueError) as e:
             raise TypeError(f"{fn}: {name} must be an array, got {type(value).__name__}") from e
         if not jnp.issubdtype(arr.dtype, jnp.floating):
             raise TypeError(
@@ -98,8 +99,16 @@ def check_rnn_args(
     return x, h, Wx, Wh, b
 
 
-def check_same_shape(fn: str, name: str, arr: Array, ref_name: str, ref: Array) -> None:
-    """Checks ``arr.shape == ref.shape`` and ``arr.dtype == ref.dtype`` (upstream gradients)."""
+def check_same_shape(fn: str, name: str, arr: object, ref_name: str, ref: Array) -> Array:
+    """Checks ``arr.shape == ref.shape`` and ``arr.dtype == ref.dtype`` (upstream gradients).
+
+    Returns ``arr`` as a JAX array (a list or numpy array of the right dtype is accepted).
+    """
+    if not hasattr(arr, "dtype"):
+        try:
+            arr = jnp.asarray(arr, dtype=ref.dtype)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"{fn}: {name} must be an array, got {type(arr).__name__}") from e
     if tuple(arr.shape) != tuple(ref.shape):
         raise ValueError(
             f"{fn}: {name} must have the shape of {ref_name}. Expected {tuple(ref.shape)}, "
@@ -109,6 +118,7 @@ def check_same_shape(fn: str, name: str, arr: Array, ref_name: str, ref: Array) 
         raise TypeError(
             f"{fn}: {name} must have the dtype of {ref_name}. Expected {ref.dtype}, got {arr.dtype}"
         )
+    return jnp.asarray(arr)
 
 
 def is_concrete(x: object) -> bool:
@@ -116,24 +126,65 @@ def is_concrete(x: object) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
+def is_int(value: object) -> bool:
+    """A Python or numpy integer (not a bool)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_positive_int(fn: str, name: str, value: object, what: str = "") -> int:
+    """Checks a positive Python or numpy int and returns it as a Python ``int``."""
+    if not is_int(value) or value < 1:
+        raise ValueError(f"{fn}: {name} must be a positive int{what}, got {value!r}")
+    return int(value)
+
+
+def check_float_dtype(fn: str, dtype: object) -> np.dtype:
+    """Checks a parameter dtype: float32 or float64 (float64 needs ``jax_enable_x64``)."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as e:
+        raise TypeError(f"{fn}: dtype must be floating (float32 or float64), got {dtype!r}") from e
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"{fn}: dtype must be floating (float32 or float64), got {dt}")
+    return dt
+
+
+def check_truncation(fn: str, truncation: object) -> int | None:
+    """Checks ``truncation`` is ``None`` or a positive int (a static chunk length)."""
+    if truncation is not None and (not is_int(truncation) or truncation < 1):
+        raise ValueError(
+            f"{fn}: truncation must be None or a positive int (chunk length k), got {truncation!r}"
+        )
+    return None if truncation is None else int(truncation)
+
+
+def _lengths_values(fn: str, lengths: object) -> np.ndarray:
+    """Concrete ``lengths`` as a numpy integer array (no JAX op: nothing is staged)."""
+    try:
+        arr = np.asarray(lengths)
+    except (TypeError, ValueError):
+        arr = np.asarray(None)
+    if arr.dtype.kind in "USOV":  # strings, objects: not an array of numbers at all
+        raise ValueError(f"{fn}: lengths must be an integer array, got {type(lengths).__name__}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{fn}: lengths must have an integer dtype, got {arr.dtype}")
+    return arr
+
+
 def check_lengths(fn: str, lengths: object, N: int | None, T: int) -> Array:
     """Checks ``lengths: (N,)`` integer; when its values are concrete, ``0 <= lengths <= T``.
 
-    ``N=None`` accepts any 1-D shape. Returns the lengths as an int32 array.
-
-    Under ``jax.jit`` the values are tracers and only the shape and dtype are
-    checked here (see :func:`jaxrnn.check_lengths` for an opt-in ``checkify`` check).
+    ``N=None`` accepts any 1-D shape. Returns the lengths as an int32 array. Concrete
+    values are read with numpy before any conversion, so int64 values beyond int32
+    never wrap and a concrete array captured inside ``jax.jit`` is still checked.
+    Traced values get the shape and dtype check only (see :func:`jaxrnn.check_lengths`
+    for an opt-in ``checkify`` check).
 
     Raises:
       ValueError: ``lengths`` is not an integer array of shape ``(N,)`` or a value is
         outside ``[0, T]``.
     """
-    try:
-        arr = jnp.asarray(lengths)
-    except TypeError as e:
-        raise ValueError(
-            f"{fn}: lengths must be an integer array, got {type(lengths).__name__}"
-        ) from e
+    arr = lengths if not is_concrete(lengths) else _lengths_values(fn, lengths)
     if not jnp.issubdtype(arr.dtype, jnp.integer):
         raise ValueError(f"{fn}: lengths must have an integer dtype, got {arr.dtype}")
     if (arr.ndim != 1) if N is None else (tuple(arr.shape) != (N,)):
@@ -141,12 +192,22 @@ def check_lengths(fn: str, lengths: object, N: int | None, T: int) -> Array:
             f"{fn}: lengths must have shape (N,) = ({'N' if N is None else N},), one length "
             f"per sequence, got {tuple(arr.shape)}"
         )
-    if is_concrete(arr) and arr.size:
-        lo, hi = int(arr.min()), int(arr.max())
+    if isinstance(arr, np.ndarray) and arr.size:
+        lo, hi = arr.min(), arr.max()
         if lo < 0 or hi > T:
             raise ValueError(f"{fn}: lengths must lie in [0, T] = [0, {T}], got min {lo}, max {hi}")
     # int32 whatever came in: narrower integers would wrap in arange(T) and clip(·, 0, T)
-    return arr.astype(jnp.int32)
+    return jnp.asarray(arr).astype(jnp.int32)
+
+
+def check_lengths_eagerly(fn: str, x: object, lengths: object) -> Array | None:
+    """Checks ``lengths`` against ``x: (N, T, D)`` (values too) before entering ``jit``."""
+    if lengths is None:
+        return None
+    shape = jnp.shape(x)
+    if len(shape) != 3:
+        return lengths  # the shape check of x reports it
+    return check_lengths(fn, lengths, shape[0], shape[1])
 
 
 def check_carry_weights(fn: str, w: object, T: int, dtype) -> Array:
@@ -162,11 +223,29 @@ def check_carry_weights(fn: str, w: object, T: int, dtype) -> Array:
     return arr.astype(dtype)
 
 
-def check_truncation(fn: str, truncation: object) -> None:
-    """Checks ``truncation`` is ``None`` or a positive Python int (a static chunk length)."""
-    if truncation is None:
-        return
-    if not isinstance(truncation, int) or isinstance(truncation, bool) or truncation < 1:
+def check_activation(fn: str, activation: object) -> str:
+    """Checks an activation name (a str naming one of ``jaxrnn.ACTIVATIONS``)."""
+    from ._activations import get_activation
+
+    if not isinstance(activation, str):
         raise ValueError(
-            f"{fn}: truncation must be None or a positive int (chunk length k), got {truncation!r}"
+            f"{fn}: activation must be a name (str) such as 'tanh', got {activation!r}"
         )
+    return get_activation(activation).name
+
+
+def check_call(fn: str, x, h0, Wx, Wh, b, lengths, carry_weights, activation: str) -> tuple:
+    """The trace-time checks of :func:`jaxrnn.rnn_forward` and :func:`jaxrnn.rnn`: the
+    arrays (shapes, dtypes), the activation, the lengths' shape and dtype (their values
+    were checked before ``jit``) and the carry weights.
+
+    Returns ``(x, h0, Wx, Wh, b, lengths, carry_weights)`` as checked arrays.
+    """
+    check_activation(fn, activation)
+    x, h0, Wx, Wh, b = check_rnn_args(fn, x, h0, Wx, Wh, b, x_layout="N, T, D", h_name="h0")
+    N, T = x.shape[:2]
+    if lengths is not None:
+        lengths = check_lengths(fn, lengths, N, T)
+    if carry_weights is not None:
+        carry_weights = check_carry_weights(fn, carry_weights, T, x.dtype)
+    return x, h0, Wx, Wh, b, lengths, carry_weights

@@ -26,18 +26,32 @@ import jax
 import jax.numpy as jnp
 
 from ._activations import get_activation
-from ._bptt import weight_grads
-from ._checks import check_same_shape
-from ._scan import check_sequence_args, scan_hidden, scan_time
+from ._cell import weight_grads
+from ._checks import check_positive_int, check_rnn_args, check_same_shape
+from ._rnn import hidden_states
 
 Array = jax.Array
+
+
+def scan_time(step, init, xs, *, reverse: bool = False):
+    """``lax.scan`` over the leading (time) axis; T = 0 returns empty outputs.
+
+    (``lax.scan`` cannot run a zero-length loop under ``jax.disable_jit``.) Used for
+    the Jacobian recursions here, which are not the BPTT of the engine.
+    """
+    T = jax.tree_util.tree_leaves(xs)[0].shape[0]
+    if T:
+        return jax.lax.scan(step, init, xs, reverse=reverse)
+    x_spec = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), xs)
+    _, y_spec = jax.eval_shape(step, init, x_spec)
+    return init, jax.tree_util.tree_map(lambda s: jnp.zeros((0, *s.shape), s.dtype), y_spec)
 
 
 def _forward(fn, x, h0, Wx, Wh, b, activation):
     """Validated forward pass: ``((x, h0, Wx, Wh, b), h, f'(a))``, h and f' ``(N, T, H)``."""
     act = get_activation(activation)
-    args = check_sequence_args(fn, x, h0, Wx, Wh, b)
-    h = scan_hidden(*args, activation)  # (N, T, H)
+    args = check_rnn_args(fn, x, h0, Wx, Wh, b, x_layout="N, T, D", h_name="h0")
+    h = hidden_states(*args, activation, None)  # (N, T, H), §1
     return args, h, act.deriv_from_output(h)  # f'(a_t) from the stored h_t, MATH.md §3
 
 
@@ -209,10 +223,9 @@ def truncated_gradients(
       ``(H,)``. (No ``dh0``: under truncation ``h0`` is a constant like the
       truncated states.)
     """
-    if not isinstance(truncation, int) or isinstance(truncation, bool) or truncation < 1:
-        raise ValueError(f"truncated_gradients: truncation must be an int >= 1, got {truncation!r}")
+    truncation = check_positive_int("truncated_gradients", "truncation", truncation, " (k >= 1)")
     (x, h0, Wx, Wh, b), h, fprime = _forward("truncated_gradients", x, h0, Wx, Wh, b, activation)
-    check_same_shape("truncated_gradients", "dh", dh, "the hidden states h", h)
+    dh = check_same_shape("truncated_gradients", "dh", dh, "the hidden states h", h)
     N, T = x.shape[:2]
     H = h0.shape[-1]
     k = max(min(truncation, T), 1)  # windows longer than the sequence change nothing

@@ -21,7 +21,11 @@ Array = jax.Array
 
 def valid_mask(lengths: Array, T: int) -> Array:
     """``mask[n, t] = t < lengths[n]``: ``(N, T)`` bool from ``(N,)`` integer lengths."""
-    lengths = _check_lengths("valid_mask", lengths, None, T)  # (N,) int32
+    return mask(_check_lengths("valid_mask", lengths, None, T), T)
+
+
+def mask(lengths: Array, T: int) -> Array:
+    """:func:`valid_mask` for checked ``(N,)`` int32 lengths (internal: no checks)."""
     return jnp.arange(T, dtype=jnp.int32)[None, :] < lengths[:, None]
 
 
@@ -42,8 +46,14 @@ def reverse_within_lengths(x: Array, lengths: Array | None) -> Array:
     """
     if lengths is None:
         return jnp.flip(x, axis=1)
+    return reverse(x, _check_lengths("reverse_within_lengths", lengths, *x.shape[:2]))
+
+
+def reverse(x: Array, lengths: Array | None) -> Array:
+    """:func:`reverse_within_lengths` for checked int32 lengths (internal: no checks)."""
+    if lengths is None:
+        return jnp.flip(x, axis=1)
     N, T = x.shape[:2]
-    lengths = _check_lengths("reverse_within_lengths", lengths, N, T)  # (N,) int32
     lengths = jnp.clip(lengths, 0, T)  # unchecked traced values act as clipped (see check_lengths)
     t = jnp.arange(T, dtype=jnp.int32)[None, :]  # (1, T)
     idx = jnp.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)  # (N, T)
@@ -64,10 +74,16 @@ def final_state(h: Array, h0: Array, lengths: Array | None = None) -> Array:
       (``h[:, T-1]``, or ``h0`` when T = 0, without lengths). This is the ``h0`` to
       pass to the next call when a long sequence is processed chunk by chunk.
     """
+    if lengths is not None:
+        lengths = _check_lengths("final_state", lengths, *h.shape[:2])
+    return last_state(h, h0, lengths)
+
+
+def last_state(h: Array, h0: Array, lengths: Array | None) -> Array:
+    """:func:`final_state` for checked int32 lengths (internal: no checks)."""
     T = h.shape[1]
     if lengths is None:
         return h[:, T - 1] if T else h0
-    lengths = _check_lengths("final_state", lengths, h.shape[0], T)  # (N,) int32
     if not T:
         return h0
     idx = jnp.clip(lengths - 1, 0, T - 1)[:, None, None]  # (N, 1, 1)
@@ -102,11 +118,9 @@ def check_lengths(lengths: Array, T: int) -> Array:
     Returns:
       ``lengths`` as a JAX array.
     """
-    arr = jnp.asarray(lengths)
-    if is_concrete(arr):
-        return _check_lengths("check_lengths", arr, arr.shape[0] if arr.ndim else -1, T)
-    if not jnp.issubdtype(arr.dtype, jnp.integer) or arr.ndim != 1:
-        _check_lengths("check_lengths", arr, arr.shape[0] if arr.ndim else -1, T)
+    if is_concrete(lengths):
+        return _check_lengths("check_lengths", lengths, None, T)  # values read with numpy
+    arr = _check_lengths("check_lengths", lengths, None, T)  # shape and dtype of a tracer
     if arr.size:
         checkify.check(
             jnp.all((arr >= 0) & (arr <= T)),

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from ._cell import rnn_step_forward
-from ._checks import check_lengths, check_truncation
+from ._checks import check_float_dtype, check_lengths, check_positive_int, check_truncation
 from ._layers import (
     _embedding_args,
     _temporal_softmax_loss,
@@ -28,18 +28,19 @@ from ._layers import (
     temporal_affine_forward,
     word_embedding_backward,
 )
-from ._lengths import final_state, reverse_within_lengths, valid_mask
-from ._rnn import rnn
+from ._lengths import mask as length_mask
+from ._rnn import rnn_unchecked
 from ._stack import (
     BiRNNParams,
     LayerParams,
     check_hidden_sizes,
     check_states,
+    forward_layers,
     init_stack,
     layer_activations,
     layer_size,
     stack_backward,
-    stack_forward,
+    walk,
     zero_states,
 )
 from .reference import scan_rnn
@@ -86,10 +87,8 @@ def init(
     K = vocab_size if output_size is None else output_size
     E = hidden_sizes[0] if embed_size is None else embed_size
     for name, v in (("vocab_size", vocab_size), ("output_size", K), ("embed_size", E)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"init: {name} must be a positive int, got {v!r}")
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"init: dtype must be floating, got {jnp.dtype(dtype)}")
+        check_positive_int("init", name, v)
+    check_float_dtype("init", dtype)
     return _init(key, vocab_size, tuple(hidden_sizes), K, E, bidirectional, jnp.dtype(dtype))
 
 
@@ -122,7 +121,7 @@ def _check_batch(fn: str, params: ModelParams, tokens, targets, h0, mask, length
         lengths = check_lengths(fn, lengths, N, T)
     w = loss_weights(fn, mask, N, T, params.V.dtype)
     if lengths is not None:
-        w = w * valid_mask(lengths, T).astype(w.dtype)
+        w = w * length_mask(lengths, T).astype(w.dtype)
     check_ids(fn, "targets (where counted)", targets, params.V.shape[1], "K", where=w)
     h0 = zero_states(params.layers, N) if h0 is None else check_states(fn, h0, params.layers, N)
     return tokens, targets, h0, w, lengths
@@ -181,8 +180,7 @@ def loss_and_grads(
 @partial(jax.jit, static_argnums=(7, 8))
 def _loss_and_grads(params, tokens, targets, h0, w, lengths, carry_weights, acts, truncation):
     x, ec = _word_embedding_forward(tokens, params.embed)  # (N, T, E)
-    kw = dict(activations=acts, lengths=lengths, truncation=truncation, carry_weights=carry_weights)
-    h, hT, sc = stack_forward(x, h0, params.layers, **kw)
+    h, hT, sc = forward_layers(x, h0, params.layers, lengths, carry_weights, acts, truncation)
     scores, ac = temporal_affine_forward(h, params.V, params.c)  # §6: (N, T, K)
     loss, dscores = _temporal_softmax_loss(scores, targets, w)  # §6
     dh, dV, dc = temporal_affine_backward(dscores, ac)  # §6: dh_t = dscores_t V^T
@@ -229,31 +227,18 @@ def loss(
     return _loss(params, tokens, targets, h0, w, lengths, carry_weights, acts, truncation, grad)
 
 
-def _sequence_fn(grad: str, act: str, lengths, truncation, xi):
-    kw = dict(lengths=lengths, truncation=truncation, carry_weights=xi)
+def _sequence_fn(grad: str, acts, lengths, truncation, xi):
+    """One layer direction for the walk: ``rnn`` (custom_vjp) or the naive ``scan_rnn``."""
     if grad == "hand":
-        return lambda x, h0, p: rnn(x, h0, *p, activation=act, **kw)
-    return lambda x, h0, p: scan_rnn(x, h0, *p, act, **kw)
+        return lambda x, h0, p, i: (rnn_unchecked(x, h0, p, acts[i], lengths, truncation, xi), None)
+    kw = dict(lengths=lengths, truncation=truncation, carry_weights=xi)
+    return lambda x, h0, p, i: (scan_rnn(x, h0, *p, acts[i], **kw), None)
 
 
 @partial(jax.jit, static_argnums=(7, 8, 9))
 def _loss(params, tokens, targets, h0, w, lengths, xi, acts, truncation, grad):
-    h, hT = params.embed[tokens], []  # (N, T, E)
-    for p, s, act in zip(params.layers, h0, acts, strict=True):
-        seq = _sequence_fn(grad, act, lengths, truncation, xi)
-        if isinstance(p, BiRNNParams):
-            H = p.fwd.Wh.shape[0]
-            hf = seq(h, s[:, :H], p.fwd)
-            hb = seq(reverse_within_lengths(h, lengths), s[:, H:], p.bwd)
-            hT.append(
-                jnp.concatenate(
-                    [final_state(hf, s[:, :H], lengths), final_state(hb, s[:, H:], lengths)], -1
-                )
-            )
-            h = jnp.concatenate([hf, reverse_within_lengths(hb, lengths)], axis=-1)
-        else:
-            h = seq(h, s, p)
-            hT.append(final_state(h, s, lengths))
+    run = _sequence_fn(grad, acts, lengths, truncation, xi)
+    h, hT, _ = walk(params.embed[tokens], h0, params.layers, run, lengths)  # §1, §4
     N, T, Hs = h.shape
     K = params.V.shape[1]
     scores = (h.reshape(N * T, Hs) @ params.V + params.c[None]).reshape(N, T, K)

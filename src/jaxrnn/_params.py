@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from ._checks import check_float_dtype, check_positive_int
 from ._types import RNNParams
 
 
@@ -27,11 +28,9 @@ def init_params(key: jax.Array, D: int, H: int, dtype: jnp.dtype = jnp.float32) 
     Returns:
       :class:`RNNParams` with arrays of ``dtype``.
     """
-    for name, v in (("D", D), ("H", H)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"init_params: {name} must be a positive int, got {v!r}")
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"init_params: dtype must be floating, got {jnp.dtype(dtype)}")
+    D = check_positive_int("init_params", "D", D)
+    H = check_positive_int("init_params", "H", H)
+    dtype = check_float_dtype("init_params", dtype)
     kx, kh = jax.random.split(key)
     Wx = jax.random.normal(kx, (D, H), dtype) / jnp.sqrt(jnp.asarray(D, dtype))
     Wh = jax.nn.initializers.orthogonal()(kh, (H, H), dtype)

@@ -1,4 +1,9 @@
-"""``rnn``: the forward scan with the hand-derived BPTT as its ``jax.custom_vjp``."""
+"""The vanilla RNN layer: the document's ``rnn_forward`` / ``rnn_backward``, and ``rnn``,
+the forward pass whose ``jax.custom_vjp`` is the hand-derived BPTT.
+
+All three run the engine's two loops (``_recurrence``) with the RNN cell
+(``_cell.rnn_cell``); arguments are validated once here, at the public boundary.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,138 @@ from functools import partial
 
 import jax
 
-from ._bptt import rnn_backward
-from ._checks import check_truncation
-from ._scan import check_call, check_lengths_eagerly, hidden_states
-from ._types import RNNCache
+from . import _recurrence as rec
+from ._cell import rnn_cell
+from ._checks import check_call, check_lengths_eagerly, check_same_shape, check_truncation
+from ._types import RNNCache, RNNParams
 
 Array = jax.Array
+
+
+def _opts(lengths, truncation, carry_weights) -> rec.Options:
+    return rec.Options(lengths, truncation, carry_weights)
+
+
+def hidden_states(x, h0, Wx, Wh, b, activation: str, lengths) -> Array:
+    """``h: (N, T, H)`` by the engine's forward loop (§1); arguments already checked."""
+    cell = rnn_cell(activation)
+    _, h = rec.forward(cell, RNNParams(Wx, Wh, b), x, h0, _opts(lengths, None, None))
+    return h
+
+
+def backward_from_cache(dh: Array, cache: RNNCache) -> tuple[Array, Array, Array, Array, Array]:
+    """:func:`rnn_backward` without the argument check: ``(dx, dh0, dWx, dWh, db)``."""
+    cell = rnn_cell(cache.activation)
+    params = RNNParams(cache.Wx, cache.Wh, None)  # b is not needed going back
+    opts = _opts(cache.lengths, cache.truncation, cache.carry_weights)
+    dx, dh0, g = rec.backward(cell, params, cache.x, cache.h0, cache.h, dh, opts)
+    return dx, dh0, g.Wx, g.Wh, g.b
+
+
+@partial(jax.jit, static_argnames=("activation", "truncation"))
+def _rnn_forward(x, h0, Wx, Wh, b, lengths, carry_weights, *, activation, truncation):
+    args = check_call("rnn_forward", x, h0, Wx, Wh, b, lengths, carry_weights, activation)
+    x, h0, Wx, Wh, b, lengths, carry_weights = args
+    h = hidden_states(x, h0, Wx, Wh, b, activation, lengths)
+    return h, RNNCache(x, h0, Wx, Wh, h, activation, lengths, truncation, carry_weights)
+
+
+def rnn_forward(
+    x: Array,
+    h0: Array,
+    Wx: Array,
+    Wh: Array,
+    b: Array,
+    *,
+    activation: str = "tanh",
+    lengths: Array | None = None,
+    truncation: int | None = None,
+    carry_weights: Array | None = None,
+) -> tuple[Array, RNNCache]:
+    """Runs the RNN over a whole sequence (a static-bound loop, i.e. a ``lax.scan``).
+
+    Implements MATH.md §1 for t = 1..T::
+
+        a_t = x_t @ Wx + h_{t-1} @ Wh + b
+        h_t = f(a_t)
+
+    Args:
+      x: ``(N, T, D)`` inputs; T = 0 and N = 0 are allowed.
+      h0: ``(N, H)`` initial hidden state.
+      Wx: ``(D, H)`` input-to-hidden weights (the document's ``U^T``).
+      Wh: ``(H, H)`` hidden-to-hidden weights (the document's ``W^T``).
+      b: ``(H,)`` bias.
+      activation: ``"tanh"`` (default), ``"relu"``, ``"sigmoid"`` or ``"identity"``.
+      lengths: optional ``(N,)`` integers in ``[0, T]``: step t of sequence n is
+        valid when ``t < lengths[n]``. The state freezes after the last valid step
+        and ``h`` is zero at padded steps; :func:`jaxrnn.final_state` gives each
+        sequence's last valid state (``h0`` for length 0). Concrete values outside
+        ``[0, T]`` raise ``ValueError``; under ``jax.jit`` see :func:`jaxrnn.check_lengths`.
+      truncation: optional chunk length k >= 1 for truncated BPTT. The forward
+        values do not change; it is stored in the cache and makes
+        :func:`rnn_backward` stop the gradient at t = k, 2k, ... (MATH.md §3).
+      carry_weights: optional ``(T,)`` factors ``ξ_t`` on the gradient that flows
+        from step t back to step t-1 (randomized truncation, Tallec & Ollivier 2017;
+        see :func:`jaxrnn.randomized_truncation`). Forward values do not change.
+        Zeros act as cuts; combined with ``truncation``, both apply.
+
+    Returns:
+      ``(h, cache)``: ``h`` ``(N, T, H)`` holds ``h_1..h_T``; ``cache`` is an
+      :class:`RNNCache` pytree (inputs and hidden states) for :func:`rnn_backward`.
+      Jit-compiled (``activation`` and ``truncation`` are static).
+    """
+    truncation = check_truncation("rnn_forward", truncation)
+    lengths = check_lengths_eagerly("rnn_forward", x, lengths)
+    return _rnn_forward(
+        x, h0, Wx, Wh, b, lengths, carry_weights, activation=activation, truncation=truncation
+    )
+
+
+@jax.jit
+def rnn_backward(dh: Array, cache: RNNCache) -> tuple[Array, Array, Array, Array, Array]:
+    """Backpropagation through time for :func:`rnn_forward`, derived by hand.
+
+    Implements MATH.md §3 (along time) as the engine's reverse loop on batch-major
+    arrays (no transposes), for t = T..1::
+
+        da_t        = (dh_t + dnext_t) * f'(a_t)     # f' from the stored h_t
+        dnext_{t-1} = da_t @ Wh^T                    # dnext_T = 0
+        dh0         = dnext_0
+
+    and MATH.md §5 after the recursion, as single matmuls over all N*T rows::
+
+        dx  = da @ Wx^T
+        dWx = sum_t x_t^T @ da_t
+        dWh = sum_t h_{t-1}^T @ da_t
+        db  = sum_t sum_n da_t
+
+    With ``lengths`` in the cache, ``m_t = t < lengths`` masks the error term:
+    ``da_t = m_t (dh_t + dnext_t) f'(a_t)``, so padded steps get zero ``dx`` and add
+    nothing to the weight gradients (the upstream ``dh`` there is ignored: those
+    outputs are constant zeros), and the error passes the frozen state unchanged.
+
+    With ``truncation = k`` in the cache, the error stops at chunk boundaries:
+    ``dnext_{t-1} = 0`` for t = k, 2k, ... (truncated BPTT: gradient flows at most
+    back to the start of its chunk; the first chunk still reaches ``h0``). This is
+    ``jax.grad`` of the forward pass with ``lax.stop_gradient`` on the carried state
+    entering steps k, 2k, ...
+
+    With ``carry_weights`` ``ξ`` in the cache (randomized truncation, Tallec &
+    Ollivier 2017, as in d2l): ``dnext_{t-1} = ξ_t (δ_t @ Wh^T)``; this is
+    ``jax.grad`` of the forward pass with the carried state entering step t
+    replaced by ``sg(h) + ξ_t (h - sg(h))`` (same value, gradient scaled by ``ξ_t``).
+
+    Args:
+      dh: ``(N, T, H)`` upstream gradient of the loss with respect to every
+        hidden state (the ``dE_t/dh_t`` of MATH.md §3).
+      cache: the :class:`RNNCache` returned by :func:`rnn_forward`.
+
+    Returns:
+      ``(dx, dh0, dWx, dWh, db)`` with shapes ``(N, T, D)``, ``(N, H)``,
+      ``(D, H)``, ``(H, H)``, ``(H,)``. For T = 0 all are zero.
+    """
+    dh = check_same_shape("rnn_backward", "dh", dh, "the cached h", cache.h)
+    return backward_from_cache(dh, cache)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0, 1))
@@ -21,17 +152,22 @@ def _rnn(activation, truncation, x, h0, Wx, Wh, b, lengths, carry_weights):
 
 def _rnn_fwd(activation, truncation, x, h0, Wx, Wh, b, lengths, carry_weights):
     h = hidden_states(x, h0, Wx, Wh, b, activation, lengths)
-    # residuals: the inputs and h only (and the options rnn_backward reads)
+    # residuals: the inputs and h only (and the options the backward pass reads)
     return h, RNNCache(x, h0, Wx, Wh, h, activation, lengths, truncation, carry_weights)
 
 
 def _rnn_bwd(activation, truncation, cache, dh):
     # MATH.md §3, §5: (dx, dh0, dWx, dWh, db); lengths (integers) and carry_weights
     # (a backward-only factor) get no cotangent
-    return (*rnn_backward(dh, cache), None, None)
+    return (*backward_from_cache(dh, cache), None, None)
 
 
 _rnn.defvjp(_rnn_fwd, _rnn_bwd)
+
+
+def rnn_unchecked(x, h0, p: RNNParams, activation: str, lengths, truncation, carry_weights):
+    """:func:`rnn` on checked arguments (inside the library's own ``jit``)."""
+    return _rnn(activation, truncation, x, h0, *p, lengths, carry_weights)
 
 
 @partial(jax.jit, static_argnames=("activation", "truncation"))
@@ -75,9 +211,8 @@ def rnn(
     Returns:
       ``h``: ``(N, T, H)``, the hidden states ``h_1..h_T``.
     """
-    check_truncation("rnn", truncation)  # before jit hashes it as a static argument
-    if lengths is not None:  # concrete length values are checked before jit traces them
-        check_lengths_eagerly("rnn", x, lengths)
+    truncation = check_truncation("rnn", truncation)
+    lengths = check_lengths_eagerly("rnn", x, lengths)
     return _rnn_jit(
         x, h0, Wx, Wh, b, lengths, carry_weights, activation=activation, truncation=truncation
     )

@@ -11,16 +11,24 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from ._activations import get_activation
-from ._bptt import rnn_backward
-from ._lengths import final_state, reverse_within_lengths
+from ._checks import (
+    check_activation,
+    check_carry_weights,
+    check_lengths_eagerly,
+    check_positive_int,
+    check_rnn_args,
+    check_same_shape,
+    check_truncation,
+)
+from ._lengths import last_state, reverse
 from ._params import init_params
-from ._scan import rnn_forward
+from ._rnn import backward_from_cache, hidden_states
 from ._types import RNNCache, RNNParams
 
 Array = jax.Array
@@ -75,6 +83,7 @@ def init_stack(
     ``in_{l+1} = H_l`` (or ``2 H_l`` when bidirectional). Each RNN as :func:`jaxrnn.init_params`.
     """
     check_hidden_sizes(hidden_sizes)
+    check_positive_int("init_stack", "input_size", input_size)
     layers, d = [], input_size
     for H, k in zip(hidden_sizes, jax.random.split(key, len(hidden_sizes)), strict=True):
         if bidirectional:
@@ -88,26 +97,26 @@ def init_stack(
 
 def check_hidden_sizes(hidden_sizes: Sequence[int]) -> None:
     """Checks a non-empty sequence of positive ints."""
-    if isinstance(hidden_sizes, int) or not len(hidden_sizes):
+    if not isinstance(hidden_sizes, Sequence) or isinstance(hidden_sizes, str) or not hidden_sizes:
         raise ValueError(
             f"init: hidden_sizes must be a non-empty sequence of ints, got {hidden_sizes!r}"
         )
     for i, H in enumerate(hidden_sizes):
-        if not isinstance(H, int) or isinstance(H, bool) or H < 1:
-            raise ValueError(f"init: hidden_sizes[{i}] must be a positive int, got {H!r}")
+        check_positive_int("init", f"hidden_sizes[{i}]", H)
 
 
 def layer_activations(activations: str | Sequence[str], L: int) -> tuple[str, ...]:
     """One activation name per layer from a name or a sequence of L names."""
-    acts = (activations,) * L if isinstance(activations, str) else tuple(activations)
-    if len(acts) != L:
+    if isinstance(activations, str):
+        activations = (activations,) * L
+    if not isinstance(activations, Sequence):
+        raise ValueError(f"activations must be one name or one per layer, got {activations!r}")
+    if len(activations) != L:
         raise ValueError(
             f"activations must be one name or one per layer: expected {L}, "
-            f"got {len(acts)} ({acts!r})"
+            f"got {len(activations)} ({tuple(activations)!r})"
         )
-    for a in acts:
-        get_activation(a)
-    return acts
+    return tuple(check_activation("activations", a) for a in activations)
 
 
 def zero_states(layers: Sequence[LayerParams], N: int) -> tuple[Array, ...]:
@@ -121,6 +130,11 @@ def _dtype(p: LayerParams):
 
 def check_states(fn: str, h0: Sequence[Array], layers: Sequence[LayerParams], N: int) -> tuple:
     """Checks one ``(N, H_l)`` state per layer (``(N, 2 H_l)`` bidirectional)."""
+    if not isinstance(h0, Sequence):
+        raise ValueError(
+            f"{fn}: h0 must be a sequence of {len(layers)} states (N, H_l), one per layer, "
+            f"got {type(h0).__name__} (model functions take h0=None for zeros)"
+        )
     h0 = tuple(h0)
     if len(h0) != len(layers):
         raise ValueError(
@@ -133,6 +147,37 @@ def check_states(fn: str, h0: Sequence[Array], layers: Sequence[LayerParams], N:
                 f"{fn}: h0[{i}] must have shape (N, H_{i}) = {want}, got {tuple(jnp.shape(h))}"
             )
     return h0
+
+
+def walk(
+    x: Array, h0: Sequence[Array], layers: Sequence[LayerParams], run, lengths
+) -> tuple[Array, tuple[Array, ...], tuple]:
+    """The layer walk (MATH.md §1, §4): layer l's output is layer l+1's input.
+
+    ``run(x, h0, p, l) -> (h, extra)`` runs one direction of layer ``l`` on
+    ``x: (N, T, D_l)``. A bidirectional layer runs it forward and on the input
+    reversed within the lengths, and outputs ``[h_fwd | h_bwd]``. Returns the top
+    output, each layer's final state (last valid state) and the extras per layer
+    (a pair for a bidirectional layer). Used by :func:`stack_forward` (extras are
+    caches) and by the model's differentiable loss (extras are ``None``).
+    """
+    h, hT, extras = x, [], []
+    for i, (p, s) in enumerate(zip(layers, h0, strict=True)):
+        if isinstance(p, BiRNNParams):
+            H = p.fwd.Wh.shape[0]
+            sf, sb = s[:, :H], s[:, H:]
+            hf, ef = run(h, sf, p.fwd, i)  # (N, T, H)
+            hb, eb = run(reverse(h, lengths), sb, p.bwd, i)  # in reversed time
+            hT.append(
+                jnp.concatenate([last_state(hf, sf, lengths), last_state(hb, sb, lengths)], -1)
+            )
+            h = jnp.concatenate([hf, reverse(hb, lengths)], axis=-1)  # (N, T, 2H)
+            extras.append((ef, eb))
+        else:
+            h, e = run(h, s, p, i)
+            hT.append(last_state(h, s, lengths))
+            extras.append(e)
+    return h, tuple(hT), tuple(extras)
 
 
 def stack_forward(
@@ -163,31 +208,35 @@ def stack_forward(
       ``(h, hT, cache)``: the top layer's ``(N, T, H_L)`` output, the tuple of each
       layer's final state (each sequence's last valid state) and a :class:`StackCache`.
     """
+    fn = "stack_forward"
     acts = layer_activations(activations, len(layers))
-    h0 = check_states("stack_forward", h0, layers, jnp.shape(x)[0])
-    h, hT, caches = x, [], []
-    for p, s, act in zip(layers, h0, acts, strict=True):
-        kw = dict(
-            activation=act, lengths=lengths, truncation=truncation, carry_weights=carry_weights
-        )
-        if isinstance(p, BiRNNParams):
-            H = p.fwd.Wh.shape[0]
-            hf, cf = rnn_forward(h, s[:, :H], *p.fwd, **kw)  # (N, T, H)
-            hb, cb = rnn_forward(reverse_within_lengths(h, lengths), s[:, H:], *p.bwd, **kw)
-            hT.append(
-                jnp.concatenate(
-                    [final_state(hf, cf.h0, lengths), final_state(hb, cb.h0, lengths)], axis=-1
-                )
-            )
-            h = jnp.concatenate([hf, reverse_within_lengths(hb, lengths)], axis=-1)  # (N, T, 2H)
-            caches.append((cf, cb))
-        else:
-            h, c = rnn_forward(h, s, *p, **kw)
-            hT.append(final_state(h, c.h0, lengths))
-            caches.append(c)
-    return h, tuple(hT), StackCache(tuple(caches), lengths)
+    truncation = check_truncation(fn, truncation)
+    h0 = check_states(fn, h0, layers, jnp.shape(x)[0])
+    lengths = check_lengths_eagerly(fn, x, lengths)
+    return _stack_forward(x, h0, tuple(layers), lengths, carry_weights, acts, truncation)
 
 
+@partial(jax.jit, static_argnums=(5, 6))
+def _stack_forward(x, h0, layers, lengths, carry_weights, acts, truncation):
+    return forward_layers(x, h0, layers, lengths, carry_weights, acts, truncation)
+
+
+def forward_layers(x, h0, layers, lengths, xi, acts, truncation):
+    """:func:`stack_forward` inside ``jit``: each layer's arrays checked (trace time only)."""
+    if xi is not None:
+        xi = check_carry_weights("stack_forward", xi, jnp.shape(x)[1], jnp.result_type(x))
+
+    def run(x, h0, p, i):
+        fn = f"stack_forward (layer {i})"
+        x, h0, Wx, Wh, b = check_rnn_args(fn, x, h0, *p, x_layout="N, T, D", h_name="h0")
+        h = hidden_states(x, h0, Wx, Wh, b, acts[i], lengths)  # §1
+        return h, RNNCache(x, h0, Wx, Wh, h, acts[i], lengths, truncation, xi)
+
+    h, hT, caches = walk(x, h0, layers, run, lengths)
+    return h, hT, StackCache(caches, lengths)
+
+
+@jax.jit
 def stack_backward(
     dh: Array, cache: StackCache
 ) -> tuple[Array, tuple[Array, ...], tuple[LayerParams, ...]]:
@@ -209,18 +258,21 @@ def stack_backward(
       gradients with the structure of ``layers``.
     """
     lengths = cache.lengths
+    top = cache.layers[-1]
+    top_h = top.h if isinstance(top, RNNCache) else jnp.concatenate([top[0].h, top[1].h], -1)
+    dh = check_same_shape("stack_backward", "dh", dh, "the top layer's output", top_h)
     dh0s, dlayers = [], []
     for c in reversed(cache.layers):
         if isinstance(c, RNNCache):
-            dh, dh0, *g = rnn_backward(dh, c)  # §4: dx of this layer -> dh of the one below
+            dh, dh0, *g = backward_from_cache(dh, c)  # §4: dx of this layer -> dh below
             dh0s.append(dh0)
             dlayers.append(RNNParams(*g))
         else:
             cf, cb = c
             H = cf.h0.shape[-1]
-            dxf, dh0f, *gf = rnn_backward(dh[..., :H], cf)
-            dxb, dh0b, *gb = rnn_backward(reverse_within_lengths(dh[..., H:], lengths), cb)
-            dh = dxf + reverse_within_lengths(dxb, lengths)  # §4: both directions read x
+            dxf, dh0f, *gf = backward_from_cache(dh[..., :H], cf)
+            dxb, dh0b, *gb = backward_from_cache(reverse(dh[..., H:], lengths), cb)
+            dh = dxf + reverse(dxb, lengths)  # §4: both directions read x
             dh0s.append(jnp.concatenate([dh0f, dh0b], axis=-1))
             dlayers.append(BiRNNParams(RNNParams(*gf), RNNParams(*gb)))
     return dh, tuple(reversed(dh0s)), tuple(reversed(dlayers))

@@ -1,0 +1,206 @@
+"""The recurrence engine: one forward loop and one backward loop over time.
+
+Every recurrent computation in jaxrnn (a layer's forward pass, its hand-derived
+BPTT, and the layers and options built on them) runs through the two loops
+here. Both are batch-major and update in place: step t reads and writes slice
+``[:, t]`` of ``(N, T, ...)`` buffers inside a ``lax.fori_loop`` with static
+bounds (which JAX lowers to a ``lax.scan``), so no time-major copy is ever made.
+
+**The cell.** What a recurrence computes per step is a :class:`Cell`, a
+NamedTuple of pure functions; the loops know nothing else about it:
+
+- ``project(params, x) -> buf``: the input projection of every step at once,
+  one ``(N*T, D) @ (D, G)`` matmul outside the loop, as a pytree of
+  ``(N, T, ...)`` buffers;
+- ``step(params, buf_t, state) -> (state, buf_t)``: one step forward (MATH.md
+  §1). It reads step t's slice of the buffers (its projected input) and
+  returns the slice to store in its place: what its backward step needs (for
+  the vanilla RNN, ``h_t`` overwrites ``x_t Wx + b``);
+- ``output(buf) -> h``: the ``(N, T, H)`` output held in the filled buffers;
+- ``backward_params(params)``: what every backward step reads, prepared once
+  outside the loop (e.g. ``Wh^T`` materialised);
+- ``step_backward(bparams, buf_t, prev_buf_t, dstate, dh_t) -> (dprev_state, dbuf_t)``:
+  one step of BPTT (§3): the error ``dstate`` arriving from t+1 plus the output's
+  own ``dh_t`` give the step's δ (stored as ``dbuf_t``) and the error passed to
+  t-1. ``prev_buf_t`` is step t-1's stored slice (the initial state's at t = 0),
+  read only if ``needs_prev`` (a gated cell needs ``c_{t-1}``; the RNN does not);
+- ``initial_buf(state0) -> buf_t``: the initial state laid out as a stored slice;
+- ``zero_dbuf(buf) -> dbuf``: zeroed ``(N, T, ...)`` buffers for the δ of every step;
+- ``param_grads(params, x, state0, buf, dbuf) -> (dx, dparams)``: §5 after the
+  recursion, as single matmuls over all N*T rows.
+
+A gated cell (LSTM, GRU) is another ``Cell`` with pytree states and buffers;
+the loops, the options and the layer walk of ``_stack.py`` stay as they are.
+
+**The options** are static terms of the same loop body (``Options``), each
+present only when used, so the default path pays for nothing:
+
+- ``lengths`` (N,): ``m_t = t < lengths``; forward: the state freezes and the
+  stored slice is zero where ``m_t`` is false; backward: δ is zero there and the
+  error passes through the frozen state unchanged;
+- ``truncation`` k (static): the error passed from t to t-1 is zero at
+  t = k, 2k, ... (§3, truncated BPTT);
+- ``carry_weights`` ξ (T,): that error is scaled by ξ_t (randomized truncation).
+
+**Windows.** Both loops run over a window ``[t0, t0 + T)`` of a longer
+sequence: ``t0`` is the global time of the window's first step, so masks, cuts
+and ξ index global time. The full-store BPTT is one window of the whole
+sequence. A memory-bounded BPTT keeps the state at segment boundaries only and,
+going back segment by segment, re-runs :func:`forward_window` on one segment and
+then :func:`backward_window` on it with the error carried in from the segment
+after: the same two loops, called per segment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+tree_map = jax.tree_util.tree_map
+
+
+class Cell(NamedTuple):
+    """The per-step math of one recurrence (see the module docstring)."""
+
+    project: Callable
+    step: Callable
+    output: Callable
+    backward_params: Callable
+    step_backward: Callable
+    initial_buf: Callable
+    zero_dbuf: Callable
+    param_grads: Callable
+    needs_prev: bool = False
+
+
+class Options(NamedTuple):
+    """The optional terms of the loops; ``None`` means absent (no cost)."""
+
+    lengths: Array | None = None  # (N,) int32
+    truncation: int | None = None  # static chunk length k
+    carry_weights: Array | None = None  # (T_total,) ξ_t
+
+
+def index_time(a: Array, t) -> Array:
+    """``a[:, t]`` of a batch-major ``(N, T, ...)`` array, for a traced ``t``."""
+    return jax.lax.dynamic_index_in_dim(a, t, axis=1, keepdims=False, allow_negative_indices=False)
+
+
+def update_time(a: Array, a_t: Array, t) -> Array:
+    """``a.at[:, t].set(a_t)`` for a traced ``t`` (in place inside a loop)."""
+    return jax.lax.dynamic_update_index_in_dim(a, a_t, t, axis=1, allow_negative_indices=False)
+
+
+def loop_time(step: Callable, init: Any, T: int, *, reverse: bool = False) -> Any:
+    """``for t in range(T)`` (or reversed): ``carry = step(t, carry)``; returns the carry.
+
+    A ``lax.fori_loop`` with static bounds; T = 0 returns ``init`` (``disable_jit``
+    cannot run a zero-length loop).
+    """
+    if T == 0:
+        return init
+    if reverse:
+        return jax.lax.fori_loop(0, T, lambda i, carry: step(T - 1 - i, carry), init)
+    return jax.lax.fori_loop(0, T, step, init)
+
+
+def _select(m: Array, a: Any, b: Any) -> Any:
+    """``where(m, a, b)`` leafwise, ``m`` broadcast over each leaf's trailing axes."""
+    return tree_map(lambda u, v: jnp.where(m.reshape(m.shape + (1,) * (u.ndim - 1)), u, v), a, b)
+
+
+def _valid(opts: Options, t) -> Array | None:
+    """``m_t = t < lengths``: ``(N,)`` bool, or None without lengths."""
+    return None if opts.lengths is None else t < opts.lengths
+
+
+def forward_window(
+    cell: Cell, params: Any, buf: Any, state: Any, opts: Options, t0: int = 0
+) -> tuple[Any, Any]:
+    """The forward recurrence over one window; returns ``(final state, filled buf)``.
+
+    ``buf`` holds the window's projected inputs (``cell.project``); step t of the
+    window (global time ``t0 + t``) overwrites its slice with what the cell stores.
+    """
+    T = jax.tree_util.tree_leaves(buf)[0].shape[1]
+
+    def body(t, carry):
+        state, buf = carry
+        new_state, buf_t = cell.step(params, tree_map(lambda a: index_time(a, t), buf), state)
+        m = _valid(opts, t0 + t)
+        if m is not None:  # frozen state, zero output at padding
+            new_state = _select(m, new_state, state)
+            buf_t = _select(m, buf_t, tree_map(jnp.zeros_like, buf_t))
+        return new_state, tree_map(lambda a, a_t: update_time(a, a_t, t), buf, buf_t)
+
+    return loop_time(body, (state, buf), T)
+
+
+def backward_window(
+    cell: Cell,
+    bparams: Any,
+    buf: Any,
+    first_prev: Any,
+    dh: Array,
+    dstate: Any,
+    opts: Options,
+    t0: int = 0,
+) -> tuple[Any, Any]:
+    """BPTT over one window (§3); returns ``(error into the window's initial state, δ buf)``.
+
+    Args:
+      buf: the window's filled buffers (from :func:`forward_window`).
+      first_prev: the stored slice standing for step ``t0 - 1`` (``cell.initial_buf``
+        of the window's initial state), read by cells with ``needs_prev``.
+      dh: ``(N, T, H)`` upstream gradient of the window's outputs.
+      dstate: the error arriving from the step after the window (zeros at the end).
+    """
+    T = dh.shape[1]
+    k, xi = opts.truncation, opts.carry_weights
+
+    def body(t, carry):
+        dnext, dbuf = carry
+        buf_t = tree_map(lambda a: index_time(a, t), buf)
+        prev = None
+        if cell.needs_prev:
+            prev_t = tree_map(lambda a: index_time(a, jnp.maximum(t - 1, 0)), buf)
+            prev = tree_map(lambda a, b: jnp.where(t == 0, a, b), first_prev, prev_t)
+        dprev, dbuf_t = cell.step_backward(bparams, buf_t, prev, dnext, index_time(dh, t))
+        tg = t0 + t  # global time
+        m = _valid(opts, tg)
+        if m is not None:  # §3 masked: δ = 0 at padding, the error passes the frozen state
+            dbuf_t = _select(m, dbuf_t, tree_map(jnp.zeros_like, dbuf_t))
+            dprev = _select(m, dprev, dnext)
+        if xi is not None:  # §3: the error from t to t-1 scaled by ξ_t
+            dprev = tree_map(lambda d: d * xi[tg], dprev)
+        if k is not None:  # §3: ... and cut where a chunk starts
+            cut = (tg % k == 0) & (tg > 0)
+            dprev = tree_map(lambda d: jnp.where(cut, jnp.zeros_like(d), d), dprev)
+        return dprev, tree_map(lambda a, a_t: update_time(a, a_t, t), dbuf, dbuf_t)
+
+    return loop_time(body, (dstate, cell.zero_dbuf(buf)), T, reverse=True)
+
+
+def zeros_state(state: Any) -> Any:
+    """Zeros with the structure of ``state`` (the error arriving after the last step)."""
+    return tree_map(jnp.zeros_like, state)
+
+
+def forward(cell: Cell, params: Any, x: Array, state0: Any, opts: Options) -> tuple[Any, Any]:
+    """The whole sequence, every step stored: ``(final state, buf)``; ``x: (N, T, D)``."""
+    return forward_window(cell, params, cell.project(params, x), state0, opts)
+
+
+def backward(
+    cell: Cell, params: Any, x: Array, state0: Any, buf: Any, dh: Array, opts: Options
+) -> tuple[Array, Any, Any]:
+    """The full-store BPTT (§3, then §5): ``(dx, dstate0, dparams)``; ``dh: (N, T, H)``."""
+    bparams = cell.backward_params(params)
+    first_prev = cell.initial_buf(state0)
+    dstate0, dbuf = backward_window(cell, bparams, buf, first_prev, dh, zeros_state(state0), opts)
+    dx, dparams = cell.param_grads(params, x, state0, buf, dbuf)
+    return dx, dstate0, dparams
