@@ -107,7 +107,7 @@ def test_report_locates_a_truncation_in_time():
 
 
 def test_default_examples_reach_long_wide_batched_problems():
-    """One default call: the 8 pool shapes (T = 64, D, H >= 16 with D != H, N = 4), then 30."""
+    """One default call: the 7 pool shapes (T = 64, D, H >= 16 with D != H, N = 4), then 30."""
     seen = []
 
     def recording_forward(x, h0, Wx, Wh, b):
@@ -124,14 +124,14 @@ def test_default_examples_reach_long_wide_batched_problems():
 
 @pytest.mark.parametrize("T", [12, 24, 40, 64])
 def test_long_range_draws_make_every_truncation_visible(T):
-    """Cutting the carried gradient after any k < T steps moves dx by >= 1e5 x the tolerance."""
+    """Cutting the carried gradient after any k < T steps moves dx by >= 1e4 x the tolerance."""
     shape = next(s for s in rs.CHECK_POOL if s.T == T)
     for seed in range(3):
         p = rs.make_check_problem(shape, seed)
         full = _dx(p, None)
         scale = max(np.abs(full).max(), 1)
         worst = min(np.abs(_dx(p, k) - full).max() / scale for k in range(1, T))
-        assert worst > 1e5 * 1e-8, (shape, seed, worst)
+        assert worst > 1e4 * 1e-8, (shape, seed, worst)
 
 
 def _dx(p, keep):
@@ -379,7 +379,7 @@ def test_argument_errors():
 def test_cli_in_process(capsys):
     ok = ["jaxrnn.reference:rnn_forward", "jaxrnn.reference:rnn_backward"]
     assert main([*ok, "--activation", "relu", "--max-examples", "5"]) == 0
-    assert "PASS rnn_backward: jaxrnn.reference:rnn_backward (activation='relu'): 13 ex" in (
+    assert "PASS rnn_backward: jaxrnn.reference:rnn_backward (activation='relu'): 12 ex" in (
         capsys.readouterr().out
     )
     bad = ["wrong_impls:db_mean_forward", "wrong_impls:db_mean_backward"]

@@ -82,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-examples",
         type=int,
         default=DEFAULT_MAX_EXAMPLES,
-        help="hypothesis examples after the sweep of the 8 pool shapes",
+        help="hypothesis examples after the sweep of the 7 pool shapes",
     )
     parser.add_argument("--tol", type=float, default=DEFAULT_TOL, help="relative tolerance")
     parser.add_argument(
