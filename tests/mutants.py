@@ -44,7 +44,7 @@ def backward(dh, cache, **bug):
             hs[:, t] = np.where(mask[:, t - 1, None], hs[:, t], hs[:, t - 1])
     dx, dWx, dWh = np.zeros_like(x), np.zeros_like(Wx), np.zeros(Wh.shape, bug.get("dWh_dtype"))
     db, dnext = np.zeros(H), np.zeros_like(h0)
-    for t in reversed(range(T)):
+    for t in reversed(range(max(T - bug.get("only_last", T), 0), T)):
         up = dh[:, t] + dnext
         if bug.get("no_last_dh") and t == T - 1:
             up = dnext
@@ -112,6 +112,7 @@ MUTANTS = {
     "truncated_after_16": _mutant("dx", "stops after 16 steps", truncate=16),
     "truncated_after_32": _mutant("dx", "stops after 32 steps", truncate=32),
     "truncated_after_63": _mutant("dx", "stops after 63 steps", truncate=63),
+    "only_last_20_steps_visited": _mutant("dx", "only the last 20 steps", only_last=20),
     "tbptt_chunks_of_10_from_start": _mutant("dx", "cut at t = 10, 20", chunks=10),
     "clipped_carried_gradient": _mutant("dx", "in time: dx is right for the last", clip=0.1),
     "Wh_untransposed_in_carry": _mutant("dx", "Wh used untransposed", Wh_untransposed=True),

@@ -61,7 +61,8 @@ def model_bptt(p: Problem, **bug) -> dict[str, np.ndarray]:
     """The document's BPTT in numpy (MATH.md §3, §5), with one optional known bug.
 
     ``bug``: ``window=k`` (each ``dh_t`` reaches back k steps), ``reset_end=k``
-    (carry zeroed every k steps from the end), ``reset_start=k`` (cut at t = k,
+    (carry zeroed every k steps from the end), ``only_last=k`` (the loop visits
+    only the last k steps), ``reset_start=k`` (cut at t = k,
     2k, ...), ``untransposed=True`` (``da @ Wh``), ``drop_last=True`` (no
     ``dh[:, T-1]``), ``dh_shift=±1``, ``dWh_shift=1`` (``h_t`` for ``h_{t-1}``),
     ``dx_shift=±1``, ``fprime="a" | "prev"``, ``batch_sum=True`` (carried
@@ -98,6 +99,8 @@ def model_bptt(p: Problem, **bug) -> dict[str, np.ndarray]:
         for t in reversed(range(T)):
             if bug.get("reset_end") and t < T - 1 and (T - 1 - t) % bug["reset_end"] == 0:
                 dnext = np.zeros_like(dnext)
+            if bug.get("only_last") and t < T - bug["only_last"]:
+                continue  # steps before the last k are never visited: da = 0
             da[:, t] = (dh[:, t] + dnext) * fp[:, t]  # §3
             dnext = da[:, t] @ W
             if bug.get("batch_sum"):
@@ -138,6 +141,10 @@ def _bugs(T: int, right: int | None) -> list[tuple[str, dict]]:
         out += [
             (f"{stops} (each dh_t reaches back {k} steps)", {"window": k}),
             (f"{stops} (zeroed every {k} steps from the end)", {"reset_end": k}),
+            (
+                f"only the last {k} steps are backpropagated, the earlier ones get 0",
+                {"only_last": k},
+            ),
         ]
         for c in range(1, T):  # a cut at t = c, 2c, ...: the last one at T - right
             if (T - 1) // c * c == T - right:
