@@ -8,6 +8,8 @@ once per trace under ``jax.jit`` and cost nothing at run time.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -156,6 +158,23 @@ def check_truncation(fn: str, truncation: object) -> int | None:
             f"{fn}: truncation must be None or a positive int (chunk length k), got {truncation!r}"
         )
     return None if truncation is None else int(truncation)
+
+
+def check_checkpoint(fn: str, checkpoint: object, x: object) -> int | None:
+    """Checks ``checkpoint``: None, a positive int k, or ``"sqrt"`` (``k = ceil(sqrt(T))``,
+    T from ``x: (N, T, ...)``). Returns the segment length k as an int, or None."""
+    if checkpoint is None:
+        return None
+    if isinstance(checkpoint, str) and checkpoint == "sqrt":
+        shape = jnp.shape(x)
+        T = shape[1] if len(shape) > 1 else 1
+        return max(1, math.isqrt(max(T - 1, 0)) + 1) if T > 1 else 1
+    if not is_int(checkpoint) or checkpoint < 1:
+        raise ValueError(
+            f"{fn}: checkpoint must be None, a positive int (segment length k) or 'sqrt', "
+            f"got {checkpoint!r}"
+        )
+    return int(checkpoint)
 
 
 def _lengths_values(fn: str, lengths: object) -> np.ndarray:

@@ -83,6 +83,7 @@ class Options(NamedTuple):
     lengths: Array | None = None  # (N,) int32
     truncation: int | None = None  # static chunk length k
     carry_weights: Array | None = None  # (T_total,) ξ_t
+    checkpoint: int | None = None  # static segment length: store only segment-start states
 
 
 def index_time(a: Array, t) -> Array:
@@ -190,17 +191,106 @@ def zeros_state(state: Any) -> Any:
     return tree_map(jnp.zeros_like, state)
 
 
-def forward(cell: Cell, params: Any, x: Array, state0: Any, opts: Options) -> tuple[Any, Any]:
-    """The whole sequence, every step stored: ``(final state, buf)``; ``x: (N, T, D)``."""
-    return forward_window(cell, params, cell.project(params, x), state0, opts)
+def forward(cell: Cell, params: Any, x: Array, state0: Any, opts: Options) -> tuple[Any, Any, Any]:
+    """The whole sequence ``x: (N, T, D)``: ``(final state, h, saved)``.
+
+    ``h: (N, T, H)`` is the output; ``saved`` is what :func:`backward` needs besides
+    ``x`` and ``state0``: every step's buffer (full store), or with
+    ``opts.checkpoint = k`` only the state entering each segment of k steps.
+    """
+    if opts.checkpoint is not None:
+        return forward_segments(cell, params, x, state0, opts)
+    stateT, buf = forward_window(cell, params, cell.project(params, x), state0, opts)
+    return stateT, cell.output(buf), buf
 
 
 def backward(
-    cell: Cell, params: Any, x: Array, state0: Any, buf: Any, dh: Array, opts: Options
+    cell: Cell, params: Any, x: Array, state0: Any, saved: Any, dh: Array, opts: Options
 ) -> tuple[Array, Any, Any]:
-    """The full-store BPTT (§3, then §5): ``(dx, dstate0, dparams)``; ``dh: (N, T, H)``."""
+    """BPTT (§3, then §5) from :func:`forward`'s ``saved``: ``(dx, dstate0, dparams)``."""
+    if opts.checkpoint is not None:
+        return backward_segments(cell, params, x, state0, saved, dh, opts)
     bparams = cell.backward_params(params)
     first_prev = cell.initial_buf(state0)
-    dstate0, dbuf = backward_window(cell, bparams, buf, first_prev, dh, zeros_state(state0), opts)
-    dx, dparams = cell.param_grads(params, x, state0, buf, dbuf)
+    dstate0, dbuf = backward_window(cell, bparams, saved, first_prev, dh, zeros_state(state0), opts)
+    dx, dparams = cell.param_grads(params, x, state0, saved, dbuf)
+    return dx, dstate0, dparams
+
+
+def _time_slice(a: Array, t0, size: int) -> Array:
+    """``a[:, t0:t0+size]`` for a traced ``t0``."""
+    return jax.lax.dynamic_slice_in_dim(a, t0, size, axis=1)
+
+
+def _put_time(a: Array, piece: Array, t0) -> Array:
+    """``a.at[:, t0:t0+piece.shape[1]].set(piece)`` for a traced ``t0``."""
+    return jax.lax.dynamic_update_slice_in_dim(a, piece, t0, axis=1)
+
+
+def _segment_plan(T: int, k: int) -> tuple[int, int]:
+    """``(S, r)``: S full segments of k steps, then one of r < k steps if r > 0."""
+    return divmod(T, k)
+
+
+def forward_segments(
+    cell: Cell, params: Any, x: Array, state0: Any, opts: Options
+) -> tuple[Any, Array, Any]:
+    """:func:`forward` with ``opts.checkpoint = k``: ``(final state, h, boundaries)``.
+
+    ``boundaries`` stacks the state entering each segment (leading axis: segment),
+    ``ceil(T / k)`` states in all; no per-step buffer outlives its segment.
+    """
+    N, T = x.shape[:2]
+    S, r = _segment_plan(T, opts.checkpoint)
+    k = opts.checkpoint
+    out = jax.eval_shape(lambda xs: cell.output(cell.project(params, xs)), x[:, : min(T, 1)])
+    h = jnp.zeros((N, T, *out.shape[2:]), out.dtype)
+    n_seg = S + (r > 0)
+    bounds = tree_map(lambda s: jnp.zeros((n_seg, *s.shape), s.dtype), state0)
+
+    def run(i, t0, size, carry):
+        state, h, bounds = carry
+        bounds = tree_map(lambda B, s: B.at[i].set(s), bounds, state)  # the segment's start
+        buf = cell.project(params, _time_slice(x, t0, size))
+        state, buf = forward_window(cell, params, buf, state, opts, t0)
+        return state, _put_time(h, cell.output(buf), t0), bounds
+
+    carry = loop_time(lambda i, c: run(i, i * k, k, c), (state0, h, bounds), S)
+    if r:
+        carry = run(S, S * k, r, carry)
+    stateT, h, bounds = carry
+    return stateT, h, bounds
+
+
+def backward_segments(
+    cell: Cell, params: Any, x: Array, state0: Any, bounds: Any, dh: Array, opts: Options
+) -> tuple[Array, Any, Any]:
+    """:func:`backward` from segment boundaries: ``(dx, dstate0, dparams)``.
+
+    Last segment first: recompute the segment's forward from its stored initial
+    state (:func:`forward_window`), run its BPTT with the error carried in from the
+    segment after it (:func:`backward_window`), then its part of §5 (``dx`` rows
+    and the weight-gradient sums), so only one segment's buffers exist at a time.
+    """
+    T = x.shape[1]
+    S, r = _segment_plan(T, opts.checkpoint)
+    k = opts.checkpoint
+    bparams = cell.backward_params(params)
+
+    def run(i, t0, size, carry):
+        dstate, dx, dparams = carry
+        state_in = tree_map(lambda B: B[i], bounds)
+        xs = _time_slice(x, t0, size)
+        _, buf = forward_window(cell, params, cell.project(params, xs), state_in, opts, t0)
+        dhs = _time_slice(dh, t0, size)
+        first_prev = cell.initial_buf(state_in)
+        dstate, dbuf = backward_window(cell, bparams, buf, first_prev, dhs, dstate, opts, t0)
+        dxs, dp = cell.param_grads(params, xs, state_in, buf, dbuf)  # §5 on this segment
+        return dstate, _put_time(dx, dxs, t0), tree_map(jnp.add, dparams, dp)
+
+    carry = (zeros_state(state0), jnp.zeros_like(x), tree_map(jnp.zeros_like, params))
+    if r:
+        carry = run(S, S * k, r, carry)
+    carry = loop_time(lambda i, c: run(i, i * k, k, c), carry, S, reverse=True)
+    dstate0, dx, dparams = carry
     return dx, dstate0, dparams

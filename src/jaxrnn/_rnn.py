@@ -13,38 +13,51 @@ import jax
 
 from . import _recurrence as rec
 from ._cell import rnn_cell
-from ._checks import check_call, check_lengths_eagerly, check_same_shape, check_truncation
+from ._checks import (
+    check_call,
+    check_checkpoint,
+    check_lengths_eagerly,
+    check_same_shape,
+    check_truncation,
+)
 from ._types import RNNCache, RNNParams
 
 Array = jax.Array
 
 
-def _opts(lengths, truncation, carry_weights) -> rec.Options:
-    return rec.Options(lengths, truncation, carry_weights)
-
-
 def hidden_states(x, h0, Wx, Wh, b, activation: str, lengths) -> Array:
     """``h: (N, T, H)`` by the engine's forward loop (§1); arguments already checked."""
     cell = rnn_cell(activation)
-    _, h = rec.forward(cell, RNNParams(Wx, Wh, b), x, h0, _opts(lengths, None, None))
+    _, h, _ = rec.forward(cell, RNNParams(Wx, Wh, b), x, h0, rec.Options(lengths))
     return h
+
+
+def forward_cache(x, h0, Wx, Wh, b, lengths, xi, activation, truncation, checkpoint):
+    """``(h, RNNCache)`` on checked arguments: every ``h_t`` stored, or with
+    ``checkpoint = k`` only the segment-start states (§8)."""
+    opts = rec.Options(lengths, truncation, xi, checkpoint)
+    _, h, saved = rec.forward(rnn_cell(activation), RNNParams(Wx, Wh, b), x, h0, opts)
+    if checkpoint is None:
+        return h, RNNCache(x, h0, Wx, Wh, h, activation, lengths, truncation, xi)
+    return h, RNNCache(
+        x, h0, Wx, Wh, None, activation, lengths, truncation, xi, checkpoint, saved, b
+    )
 
 
 def backward_from_cache(dh: Array, cache: RNNCache) -> tuple[Array, Array, Array, Array, Array]:
     """:func:`rnn_backward` without the argument check: ``(dx, dh0, dWx, dWh, db)``."""
     cell = rnn_cell(cache.activation)
-    params = RNNParams(cache.Wx, cache.Wh, None)  # b is not needed going back
-    opts = _opts(cache.lengths, cache.truncation, cache.carry_weights)
-    dx, dh0, g = rec.backward(cell, params, cache.x, cache.h0, cache.h, dh, opts)
+    params = RNNParams(cache.Wx, cache.Wh, cache.b)  # b: None on the full-store path
+    opts = rec.Options(cache.lengths, cache.truncation, cache.carry_weights, cache.checkpoint)
+    saved = cache.h if cache.checkpoint is None else cache.boundaries
+    dx, dh0, g = rec.backward(cell, params, cache.x, cache.h0, saved, dh, opts)
     return dx, dh0, g.Wx, g.Wh, g.b
 
 
-@partial(jax.jit, static_argnames=("activation", "truncation"))
-def _rnn_forward(x, h0, Wx, Wh, b, lengths, carry_weights, *, activation, truncation):
+@partial(jax.jit, static_argnames=("activation", "truncation", "checkpoint"))
+def _rnn_forward(x, h0, Wx, Wh, b, lengths, carry_weights, *, activation, truncation, checkpoint):
     args = check_call("rnn_forward", x, h0, Wx, Wh, b, lengths, carry_weights, activation)
-    x, h0, Wx, Wh, b, lengths, carry_weights = args
-    h = hidden_states(x, h0, Wx, Wh, b, activation, lengths)
-    return h, RNNCache(x, h0, Wx, Wh, h, activation, lengths, truncation, carry_weights)
+    return forward_cache(*args, activation, truncation, checkpoint)
 
 
 def rnn_forward(
@@ -58,6 +71,7 @@ def rnn_forward(
     lengths: Array | None = None,
     truncation: int | None = None,
     carry_weights: Array | None = None,
+    checkpoint: int | str | None = None,
 ) -> tuple[Array, RNNCache]:
     """Runs the RNN over a whole sequence (a static-bound loop, i.e. a ``lax.scan``).
 
@@ -85,17 +99,25 @@ def rnn_forward(
         from step t back to step t-1 (randomized truncation, Tallec & Ollivier 2017;
         see :func:`jaxrnn.randomized_truncation`). Forward values do not change.
         Zeros act as cuts; combined with ``truncation``, both apply.
+      checkpoint: optional memory-bounded BPTT (MATH.md §8): a segment length
+        k >= 1, or ``"sqrt"`` for ``k = ceil(sqrt(T))``. The cache then keeps only
+        the state entering each segment, and :func:`rnn_backward` recomputes one
+        segment's forward pass at a time; the gradients are the same.
 
     Returns:
       ``(h, cache)``: ``h`` ``(N, T, H)`` holds ``h_1..h_T``; ``cache`` is an
-      :class:`RNNCache` pytree (inputs and hidden states) for :func:`rnn_backward`.
-      Jit-compiled (``activation`` and ``truncation`` are static).
+      :class:`RNNCache` pytree (inputs and hidden states, or segment-start states
+      with ``checkpoint``) for :func:`rnn_backward`. Jit-compiled (``activation``,
+      ``truncation`` and ``checkpoint`` are static).
     """
-    truncation = check_truncation("rnn_forward", truncation)
-    lengths = check_lengths_eagerly("rnn_forward", x, lengths)
+    fn = "rnn_forward"
+    truncation = check_truncation(fn, truncation)
+    checkpoint = check_checkpoint(fn, checkpoint, x)
+    lengths = check_lengths_eagerly(fn, x, lengths)
     return _rnn_forward(
-        x, h0, Wx, Wh, b, lengths, carry_weights, activation=activation, truncation=truncation
-    )
+        x, h0, Wx, Wh, b, lengths, carry_weights,
+        activation=activation, truncation=truncation, checkpoint=checkpoint,
+    )  # fmt: skip
 
 
 @jax.jit
@@ -141,22 +163,26 @@ def rnn_backward(dh: Array, cache: RNNCache) -> tuple[Array, Array, Array, Array
       ``(dx, dh0, dWx, dWh, db)`` with shapes ``(N, T, D)``, ``(N, H)``,
       ``(D, H)``, ``(H, H)``, ``(H,)``. For T = 0 all are zero.
     """
-    dh = check_same_shape("rnn_backward", "dh", dh, "the cached h", cache.h)
+    ref = (
+        cache.h
+        if cache.checkpoint is None
+        else jax.ShapeDtypeStruct((*cache.x.shape[:2], cache.Wh.shape[0]), cache.x.dtype)
+    )
+    dh = check_same_shape("rnn_backward", "dh", dh, "the cached h", ref)
     return backward_from_cache(dh, cache)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _rnn(activation, truncation, x, h0, Wx, Wh, b, lengths, carry_weights):
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _rnn(activation, truncation, checkpoint, x, h0, Wx, Wh, b, lengths, carry_weights):
     return hidden_states(x, h0, Wx, Wh, b, activation, lengths)
 
 
-def _rnn_fwd(activation, truncation, x, h0, Wx, Wh, b, lengths, carry_weights):
-    h = hidden_states(x, h0, Wx, Wh, b, activation, lengths)
-    # residuals: the inputs and h only (and the options the backward pass reads)
-    return h, RNNCache(x, h0, Wx, Wh, h, activation, lengths, truncation, carry_weights)
+def _rnn_fwd(activation, truncation, checkpoint, x, h0, Wx, Wh, b, lengths, xi):
+    # residuals: the inputs and h (or only the segment-start states with checkpoint)
+    return forward_cache(x, h0, Wx, Wh, b, lengths, xi, activation, truncation, checkpoint)
 
 
-def _rnn_bwd(activation, truncation, cache, dh):
+def _rnn_bwd(activation, truncation, checkpoint, cache, dh):
     # MATH.md §3, §5: (dx, dh0, dWx, dWh, db); lengths (integers) and carry_weights
     # (a backward-only factor) get no cotangent
     return (*backward_from_cache(dh, cache), None, None)
@@ -165,15 +191,15 @@ def _rnn_bwd(activation, truncation, cache, dh):
 _rnn.defvjp(_rnn_fwd, _rnn_bwd)
 
 
-def rnn_unchecked(x, h0, p: RNNParams, activation: str, lengths, truncation, carry_weights):
+def rnn_unchecked(x, h0, p: RNNParams, activation: str, lengths, truncation, xi, checkpoint=None):
     """:func:`rnn` on checked arguments (inside the library's own ``jit``)."""
-    return _rnn(activation, truncation, x, h0, *p, lengths, carry_weights)
+    return _rnn(activation, truncation, checkpoint, x, h0, *p, lengths, xi)
 
 
-@partial(jax.jit, static_argnames=("activation", "truncation"))
-def _rnn_jit(x, h0, Wx, Wh, b, lengths, carry_weights, *, activation, truncation):
+@partial(jax.jit, static_argnames=("activation", "truncation", "checkpoint"))
+def _rnn_jit(x, h0, Wx, Wh, b, lengths, carry_weights, *, activation, truncation, checkpoint):
     args = check_call("rnn", x, h0, Wx, Wh, b, lengths, carry_weights, activation)
-    return _rnn(activation, truncation, *args)
+    return _rnn(activation, truncation, checkpoint, *args)
 
 
 def rnn(
@@ -187,6 +213,7 @@ def rnn(
     lengths: Array | None = None,
     truncation: int | None = None,
     carry_weights: Array | None = None,
+    checkpoint: int | str | None = None,
 ) -> Array:
     """The RNN's hidden states, differentiable by the hand-derived BPTT.
 
@@ -207,12 +234,18 @@ def rnn(
         t = k, 2k, ... (truncated BPTT, see :func:`rnn_backward`).
       carry_weights: optional ``(T,)`` factors on the gradient from step t to t-1
         (randomized truncation, see :func:`rnn_forward`).
+      checkpoint: optional segment length k or ``"sqrt"``: the forward pass keeps
+        only the state entering each segment for the backward rule, which
+        recomputes one segment at a time (memory-bounded BPTT, MATH.md §8; same
+        gradients, about ``N*H*(T/k + k)`` stored instead of ``N*H*T``).
 
     Returns:
       ``h``: ``(N, T, H)``, the hidden states ``h_1..h_T``.
     """
     truncation = check_truncation("rnn", truncation)
+    checkpoint = check_checkpoint("rnn", checkpoint, x)
     lengths = check_lengths_eagerly("rnn", x, lengths)
     return _rnn_jit(
-        x, h0, Wx, Wh, b, lengths, carry_weights, activation=activation, truncation=truncation
-    )
+        x, h0, Wx, Wh, b, lengths, carry_weights,
+        activation=activation, truncation=truncation, checkpoint=checkpoint,
+    )  # fmt: skip

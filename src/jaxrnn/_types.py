@@ -49,6 +49,11 @@ class RNNCache:
     No per-step copies of the weights: each weight is stored once. ``lengths``
     (variable-length sequences) and ``truncation`` (truncated BPTT) are ``None``
     on the default path, where they add no leaves and no work.
+
+    With ``checkpoint = k`` (memory-bounded BPTT, MATH.md §8) ``h`` is ``None`` and
+    ``boundaries`` holds the ``ceil(T/k)`` states entering each segment of k steps,
+    ``(ceil(T/k), N, H)``; the backward pass recomputes each segment from them,
+    which needs ``b`` too.
     """
 
     x: Array  # (N, T, D)
@@ -60,11 +65,14 @@ class RNNCache:
     lengths: Array | None = None  # (N,) int valid lengths; None: every step is valid
     truncation: int | None = None  # static: BPTT cut every `truncation` steps; None: full
     carry_weights: Array | None = None  # (T,) ξ_t scaling the gradient from step t to t-1
+    checkpoint: int | None = None  # static: segment length k of the memory-bounded BPTT
+    boundaries: Array | None = None  # (ceil(T/k), N, H) segment-start states (checkpoint)
+    b: Array | None = None  # (H,) only with checkpoint: the recomputation needs it
 
 
 for _cls, _data in (
     (StepCache, ["x", "prev_h", "Wx", "Wh", "next_h"]),
-    (RNNCache, ["x", "h0", "Wx", "Wh", "h", "lengths", "carry_weights"]),
+    (RNNCache, ["x", "h0", "Wx", "Wh", "h", "lengths", "carry_weights", "boundaries", "b"]),
 ):
-    _meta = ["activation", "truncation"] if _cls is RNNCache else ["activation"]
+    _meta = ["activation", "truncation", "checkpoint"] if _cls is RNNCache else ["activation"]
     jax.tree_util.register_dataclass(_cls, data_fields=_data, meta_fields=_meta)
