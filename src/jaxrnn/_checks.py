@@ -104,13 +104,12 @@ def check_rnn_args(
 def check_same_shape(fn: str, name: str, arr: object, ref_name: str, ref: Array) -> Array:
     """Checks ``arr.shape == ref.shape`` and ``arr.dtype == ref.dtype`` (upstream gradients).
 
-    Returns ``arr`` as a JAX array (a list or numpy array of the right dtype is accepted).
+    Returns ``arr`` as a JAX array.
     """
-    if not hasattr(arr, "dtype"):
-        try:
-            arr = jnp.asarray(arr, dtype=ref.dtype)
-        except (TypeError, ValueError) as e:
-            raise TypeError(f"{fn}: {name} must be an array, got {type(arr).__name__}") from e
+    if not hasattr(arr, "shape") or not hasattr(arr, "dtype"):
+        raise TypeError(
+            f"{fn}: {name} must be an array of shape {tuple(ref.shape)}, got {type(arr).__name__}"
+        )
     if tuple(arr.shape) != tuple(ref.shape):
         raise ValueError(
             f"{fn}: {name} must have the shape of {ref_name}. Expected {tuple(ref.shape)}, "
@@ -253,6 +252,20 @@ def check_activation(fn: str, activation: object) -> str:
     return get_activation(activation).name
 
 
+def check_eager(fn: str, x: object, activation: object, lengths, truncation, checkpoint):
+    """The checks before ``jit`` of a sequence function: what ``jit`` hashes (activation,
+    truncation, checkpoint) and what only concrete values show (lengths, strings).
+
+    Returns ``(lengths, truncation, checkpoint)`` checked (lengths as int32).
+    """
+    if isinstance(x, (str, bytes)):
+        raise TypeError(f"{fn}: x must be an array, got {type(x).__name__}")
+    check_activation(fn, activation)
+    truncation = check_truncation(fn, truncation)
+    checkpoint = check_checkpoint(fn, checkpoint, x)
+    return check_lengths_eagerly(fn, x, lengths), truncation, checkpoint
+
+
 def check_call(fn: str, x, h0, Wx, Wh, b, lengths, carry_weights, activation: str) -> tuple:
     """The trace-time checks of :func:`jaxrnn.rnn_forward` and :func:`jaxrnn.rnn`: the
     arrays (shapes, dtypes), the activation, the lengths' shape and dtype (their values
@@ -268,3 +281,66 @@ def check_call(fn: str, x, h0, Wx, Wh, b, lengths, carry_weights, activation: st
     if carry_weights is not None:
         carry_weights = check_carry_weights(fn, carry_weights, T, x.dtype)
     return x, h0, Wx, Wh, b, lengths, carry_weights
+
+
+def check_gated_weights(fn: str, Wx: Array, Wh: Array, biases: dict, G: int) -> tuple[int, int]:
+    """Checks a gated cell's ``Wx: (D, G*H)``, ``Wh: (H, G*H)`` and each bias ``(G*H,)``.
+
+    ``G`` is the number of gates (4 for the LSTM, 3 for the GRU); ``biases`` maps
+    each bias's name to its array. Returns ``(D, H)``.
+    """
+    gh = f"{G}H"
+    check_rank(fn, "Wx", Wx, f"D, {gh}")
+    check_rank(fn, "Wh", Wh, f"H, {gh}")
+    H = Wh.shape[0]
+    check_dim(fn, f"Wh.shape[1] must equal {gh} = {G} * Wh.shape[0]", G * H, Wh.shape[1],
+              Wh=Wh.shape)  # fmt: skip
+    check_dim(fn, f"Wx.shape[1] must equal {gh} = {G} * Wh.shape[0]", G * H, Wx.shape[1],
+              Wx=Wx.shape, Wh=Wh.shape)  # fmt: skip
+    for name, b in biases.items():
+        check_rank(fn, name, b, gh)
+        check_dim(fn, f"{name}.shape[0] must equal {gh} = {G} * Wh.shape[0]", G * H, b.shape[0],
+                  **{name: b.shape}, Wh=Wh.shape)  # fmt: skip
+    return Wx.shape[0], H
+
+
+def check_gated_args(
+    fn: str, x: object, states: dict, weights: dict, G: int, *, x_layout: str
+) -> tuple[Array, ...]:
+    """Validates a gated cell's ``x: (N, [T,] D)``, each state ``(N, H)`` and its weights.
+
+    ``states`` maps names (``"h0"``, ``"c0"``, ``"prev_h"``, ...) to arrays;
+    ``weights`` maps ``"Wx"``, ``"Wh"`` and the bias names to arrays. Returns
+    ``x``, the states and the weights, in that order, as arrays of one float dtype.
+    """
+    arrays = float_arrays(fn, x=x, **states, **weights)
+    x, rest = arrays[0], arrays[1:]
+    st, (Wx, Wh, *bs) = rest[: len(states)], rest[len(states) :]
+    D, H = check_gated_weights(fn, Wx, Wh, dict(zip(list(weights)[2:], bs, strict=True)), G)
+    check_rank(fn, "x", x, x_layout)
+    check_dim(fn, "x.shape[-1] must equal Wx.shape[0] (input size D)", D, x.shape[-1],
+              x=x.shape, Wx=Wx.shape)  # fmt: skip
+    for name, s in zip(states, st, strict=True):
+        check_rank(fn, name, s, "N, H")
+        check_dim(fn, f"{name}.shape[-1] must equal the hidden size H = Wh.shape[0]", H,
+                  s.shape[-1], **{name: s.shape}, Wh=Wh.shape)  # fmt: skip
+        check_dim(fn, f"{name}.shape[0] must equal x.shape[0] (batch size N)", x.shape[0],
+                  s.shape[0], x=x.shape, **{name: s.shape})  # fmt: skip
+    return arrays
+
+
+def check_gated_call(
+    fn: str, x, states: dict, weights: dict, G: int, lengths, carry_weights
+) -> tuple:
+    """The trace-time checks of a gated cell's sequence functions (:func:`check_call`
+    for the LSTM and GRU): arrays, lengths' shape and dtype, carry weights.
+
+    Returns ``(x, *states, *weights, lengths, carry_weights)`` as checked arrays.
+    """
+    arrays = check_gated_args(fn, x, states, weights, G, x_layout="N, T, D")
+    N, T = arrays[0].shape[:2]
+    if lengths is not None:
+        lengths = check_lengths(fn, lengths, N, T)
+    if carry_weights is not None:
+        carry_weights = check_carry_weights(fn, carry_weights, T, arrays[0].dtype)
+    return (*arrays, lengths, carry_weights)

@@ -12,6 +12,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import checkify
 
 from ._checks import check_dim, check_rank, check_same_shape, float_arrays, is_concrete
 
@@ -70,6 +71,36 @@ def check_ids(fn: str, name: str, ids: Array, bound: int, what: str, where=None)
             raise ValueError(
                 f"{fn}: {name} must lie in [0, {bound}) ({what}), got min {lo}, max {hi}"
             )
+
+
+def check_ids_in_range(ids: Array, bound: int, where: Array | None = None) -> Array:
+    """Checks ``0 <= ids < bound`` (where ``where != 0``), also under ``jit`` with ``checkify``.
+
+    Concrete values raise ``ValueError`` at once (as every function taking token or
+    target ids does). Under ``jax.jit`` the library does not check values: an
+    out-of-range *token* is clamped by JAX's indexing, and an out-of-range counted
+    *target* makes the loss and gradients NaN (``loss`` and ``loss_and_grads``
+    alike). To check traced ids, call this inside the jitted function and wrap it
+    in ``jax.experimental.checkify.checkify`` (as with :func:`jaxrnn.check_lengths`).
+
+    Args:
+      ids: integer array, e.g. ``(N, T)`` tokens or targets.
+      bound: the exclusive upper bound (vocabulary size or K).
+      where: optional array of ``ids``' shape; only entries where it is nonzero count.
+
+    Returns:
+      ``ids`` as a JAX array.
+    """
+    if is_concrete(ids) and (where is None or is_concrete(where)):
+        check_ids("check_ids_in_range", "ids", ids, bound, "the bound", where=where)
+        return jnp.asarray(ids)
+    arr = jnp.asarray(ids)
+    ok = (arr >= 0) & (arr < bound)
+    if where is not None:
+        ok = ok | (jnp.asarray(where) == 0)
+    checkify.check(jnp.all(ok), f"ids must lie in [0, {bound}), got min {{lo}}, max {{hi}}",
+                   lo=arr.min(initial=0), hi=arr.max(initial=0))  # fmt: skip
+    return arr
 
 
 def word_embedding_forward(tokens: Array, W_embed: Array) -> tuple[Array, EmbedCache]:
@@ -228,7 +259,12 @@ def _temporal_softmax_loss(scores: Array, y: Array, w: Array) -> tuple[Array, Ar
     inv_n = jnp.asarray(1 / max(N, 1), scores.dtype)
     loss = -(w * (logp * onehot).sum(axis=-1)).sum() * inv_n  # §6: E
     dscores = (jnp.exp(logp) - onehot) * (w * inv_n)[:, :, None]  # §6: (softmax - onehot) m / N
-    return loss, dscores
+    # A counted target outside [0, K) (only possible unchecked, under jit) makes the loss and
+    # its gradient NaN, as jnp.take_along_axis does on the autodiff path: never a finite
+    # wrong number.
+    bad = ((y < 0) | (y >= K)) & (w != 0)  # (N, T)
+    nan = jnp.asarray(jnp.nan, scores.dtype)
+    return jnp.where(bad.any(), nan, loss), jnp.where(bad[:, :, None], nan, dscores)
 
 
 def loss_weights(fn: str, mask: object, N: int, T: int, dtype) -> Array:

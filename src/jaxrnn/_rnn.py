@@ -13,13 +13,7 @@ import jax
 
 from . import _recurrence as rec
 from ._cell import rnn_cell
-from ._checks import (
-    check_call,
-    check_checkpoint,
-    check_lengths_eagerly,
-    check_same_shape,
-    check_truncation,
-)
+from ._checks import check_call, check_eager, check_same_shape
 from ._types import RNNCache, RNNParams
 
 Array = jax.Array
@@ -110,10 +104,9 @@ def rnn_forward(
       with ``checkpoint``) for :func:`rnn_backward`. Jit-compiled (``activation``,
       ``truncation`` and ``checkpoint`` are static).
     """
-    fn = "rnn_forward"
-    truncation = check_truncation(fn, truncation)
-    checkpoint = check_checkpoint(fn, checkpoint, x)
-    lengths = check_lengths_eagerly(fn, x, lengths)
+    lengths, truncation, checkpoint = check_eager(
+        "rnn_forward", x, activation, lengths, truncation, checkpoint
+    )
     return _rnn_forward(
         x, h0, Wx, Wh, b, lengths, carry_weights,
         activation=activation, truncation=truncation, checkpoint=checkpoint,
@@ -242,9 +235,9 @@ def rnn(
     Returns:
       ``h``: ``(N, T, H)``, the hidden states ``h_1..h_T``.
     """
-    truncation = check_truncation("rnn", truncation)
-    checkpoint = check_checkpoint("rnn", checkpoint, x)
-    lengths = check_lengths_eagerly("rnn", x, lengths)
+    lengths, truncation, checkpoint = check_eager(
+        "rnn", x, activation, lengths, truncation, checkpoint
+    )
     return _rnn_jit(
         x, h0, Wx, Wh, b, lengths, carry_weights,
         activation=activation, truncation=truncation, checkpoint=checkpoint,
