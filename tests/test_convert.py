@@ -293,3 +293,56 @@ def test_torch_weights_run_in_stack_forward():
 def test_convert_imports_neither_torch_nor_flax():
     code = "import sys, jaxrnn.convert; assert not {'torch', 'flax', 'jaxrnn.testing', 'hypothesis'} & set(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_torch_bfloat16_weights_convert_exactly():
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    net = torch.nn.RNN(3, 4, num_layers=2).to(torch.bfloat16)
+    layers = cv.from_torch_state_dict(net.state_dict())
+    for k, p in enumerate(layers):
+        assert all(a.dtype == jnp.bfloat16 for a in p)
+        want = getattr(net, f"weight_hh_l{k}").detach().float().numpy().T
+        np.testing.assert_array_equal(np.asarray(p.Wh, np.float32), want)
+
+
+@pytest.mark.parametrize("kind, gates", [("LSTM", 4), ("GRU", 3)])
+def test_torch_lstm_and_gru_state_dicts_are_named(kind, gates):
+    torch = pytest.importorskip("torch")
+    sd = getattr(torch.nn, kind)(3, 5).state_dict()
+    with pytest.raises(
+        ValueError, match=rf"weight_hh_l0 has shape \({5 * gates}, 5\).*torch\.nn\.{kind} state"
+    ):
+        cv.from_torch_state_dict(sd)
+
+
+MIXED = {
+    "torch-weight": (
+        lambda sd: {**sd, "weight_hh_l0": sd["weight_hh_l0"].astype(np.float64)},
+        r"weight_ih_l0 float32, weight_hh_l0 float64",
+    ),
+    "torch-bias": (
+        lambda sd: {**sd, "bias_hh_l0": sd["bias_hh_l0"].astype(np.float64)},
+        r"bias_ih_l0 float32, bias_hh_l0 float64",
+    ),
+    "torch-layers": (
+        lambda sd: {k: v.astype(np.float64) if "l1" in k else v for k, v in sd.items()},
+        r"layer 0 float32, layer 1 float64",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MIXED))
+def test_mixed_dtype_weights_are_refused_by_name(case):
+    edit, message = MIXED[case]
+    sd = {k: v.astype(np.float32) for k, v in cv.to_torch_state_dict(make_layers(2, False)).items()}
+    with pytest.raises(TypeError, match=rf"must share one dtype, got .*{message}"):
+        cv.from_torch_state_dict(edit(sd))
+
+
+def test_mixed_dtype_flax_cell_is_refused_by_name():
+    one = make_layers(1, False)[0]
+    tree = cv.to_flax_simple_cell(RNNParams(*(np.asarray(a, np.float32) for a in one)))
+    tree["i"]["bias"] = np.asarray(tree["i"]["bias"], np.float64)
+    with pytest.raises(TypeError, match=r"Wx float32, Wh float32, b float64"):
+        cv.from_flax_simple_cell(tree)

@@ -13,12 +13,12 @@ Neither torch nor flax is imported: torch state dicts are built as numpy
 arrays, flax trees as jax arrays.
 """
 
-from ._torch import from_torch_state_dict as from_torch_state_dict
-from ._torch import to_torch_state_dict as to_torch_state_dict
 from ._flax import from_flax_rnn as from_flax_rnn
 from ._flax import from_flax_simple_cell as from_flax_simple_cell
 from ._flax import to_flax_rnn as to_flax_rnn
 from ._flax import to_flax_simple_cell as to_flax_simple_cell
+from ._torch import from_torch_state_dict as from_torch_state_dict
+from ._torch import to_torch_state_dict as to_torch_state_dict
 
 __all__ = [
     "from_flax_rnn",

@@ -15,9 +15,8 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from .. import BiRNNParams, RNNParams
 from ._torch import Layer, _check_layer, _is_pair, _np, as_stack
-from .._stack import BiRNNParams
-from .._types import RNNParams
 
 
 def _unwrap(tree: Any, fn: str) -> Mapping[str, Any]:

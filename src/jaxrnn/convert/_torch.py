@@ -21,19 +21,39 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from .._stack import BiRNNParams
-from .._types import RNNParams
+from .. import BiRNNParams, RNNParams
 
 Layer = RNNParams | BiRNNParams
 
 
 def _np(value: Any, where: str) -> np.ndarray:
+    """``value`` as a numpy floating-point array; a torch tensor is detached and copied.
+
+    bfloat16 tensors (which numpy cannot hold) come back as ``jnp.bfloat16``
+    arrays, exactly, by way of float32.
+    """
     if hasattr(value, "detach"):  # a torch tensor, possibly requiring grad or on a GPU
-        value = value.detach().cpu().numpy()
+        t = value.detach().cpu()
+        try:
+            if str(t.dtype) == "torch.bfloat16":
+                value = t.float().numpy().astype(jnp.bfloat16)
+            else:
+                value = t.numpy()
+        except (TypeError, RuntimeError) as e:  # a dtype numpy has no equivalent for
+            raise TypeError(f"{where}: cannot convert a tensor of dtype {t.dtype} ({e})") from None
     arr = np.asarray(value)
-    if not np.issubdtype(arr.dtype, np.floating):
+    if not jnp.issubdtype(arr.dtype, jnp.floating):
         raise TypeError(f"{where} must be a floating-point array, got dtype {arr.dtype}")
     return arr
+
+
+def _one_dtype(arrays: dict[str, np.ndarray], where: str) -> None:
+    """Raises TypeError naming the arrays if they do not share one dtype."""
+    if len({a.dtype for a in arrays.values()}) > 1:
+        got = ", ".join(f"{k} {a.dtype}" for k, a in arrays.items())
+        raise TypeError(
+            f"{where}: the weights must share one dtype, got {got}; cast them to one first"
+        )
 
 
 def _check_layer(p: Any, where: str) -> RNNParams:
@@ -41,6 +61,7 @@ def _check_layer(p: Any, where: str) -> RNNParams:
     if not isinstance(p, RNNParams):
         raise TypeError(f"{where} must be an RNNParams(Wx, Wh, b), got {type(p).__name__}")
     Wx, Wh, b = (_np(a, f"{where}.{n}") for a, n in zip(p, RNNParams._fields, strict=True))
+    _one_dtype({"Wx": Wx, "Wh": Wh, "b": b}, where)
     if Wx.ndim != 2 or Wh.ndim != 2 or b.ndim != 1:
         raise ValueError(
             f"{where}: expected Wx (D, H), Wh (H, H), b (H,), got shapes "
@@ -86,6 +107,14 @@ def as_stack(layers: Any, bidirectional: bool | None, fn: str) -> list[tuple[RNN
             )
         dirs = zip(layer, ("fwd", "bwd"), strict=True) if bi else [(layer, "")]
         stack.append(tuple(_check_layer(p, f"{fn}: layer {k} {d}".rstrip()) for p, d in dirs))
+    _one_dtype(
+        {
+            f"layer {k} {d}".rstrip(): p.Wh
+            for k, dirs in enumerate(stack)
+            for p, d in zip(dirs, ("fwd", "bwd") if len(dirs) == 2 else ("",), strict=True)
+        },
+        fn,
+    )
     for k in range(1, len(stack)):
         width = sum(p.Wh.shape[0] for p in stack[k - 1])  # the previous layer's output
         for p in stack[k]:
@@ -136,6 +165,23 @@ def to_torch_state_dict(
     return out
 
 
+def _torch_layer(state_dict, keys: dict, names: list[str], prefix: str) -> RNNParams:
+    """One direction of one layer: ``names`` = weight_ih, weight_hh[, bias_ih, bias_hh] keys."""
+    w = {prefix + n: _np(state_dict[keys[n]], prefix + n) for n in names}
+    _one_dtype(w, "from_torch_state_dict")
+    W_ih, W_hh, *biases = w.values()
+    H = W_hh.shape[-1] if W_hh.ndim == 2 else 0
+    for gates, kind in ((4, "LSTM"), (3, "GRU")):
+        if H and W_hh.shape == (gates * H, H):
+            raise ValueError(
+                f"from_torch_state_dict: {prefix}{names[1]} has shape {W_hh.shape}, "
+                f"({gates}H, H) with H={H}: this is a torch.nn.{kind} state dict; jaxrnn "
+                "converts torch.nn.RNN (the vanilla RNN) only"
+            )
+    b = biases[0] + biases[1] if biases else np.zeros(W_hh.shape[:1], W_hh.dtype)
+    return RNNParams(*(jnp.asarray(a) for a in (W_ih.T, W_hh.T, b)))
+
+
 def from_torch_state_dict(
     state_dict: Mapping[str, Any],
     *,
@@ -182,14 +228,7 @@ def from_torch_state_dict(
                 if name not in keys:
                     raise KeyError(f"from_torch_state_dict: missing key {prefix}{name}")
                 used.add(name)
-            W_ih, W_hh = (_np(state_dict[keys[n]], prefix + n) for n in names[:2])
-            H = W_hh.shape[0]
-            b = np.zeros(H, W_hh.dtype)
-            if has_bias:
-                b = _np(state_dict[keys[names[2]]], names[2]) + _np(
-                    state_dict[keys[names[3]]], names[3]
-                )
-            p = RNNParams(*(jnp.asarray(a) for a in (W_ih.T, W_hh.T, b)))
+            p = _torch_layer(state_dict, keys, names if has_bias else names[:2], prefix)
             _check_layer(p, f"from_torch_state_dict: layer {k}{suffix}")
             dirs.append(p)
         layers.append(BiRNNParams(*dirs) if bidirectional else dirs[0])
