@@ -14,9 +14,16 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._cell import rnn_step_forward
-from ._checks import check_float_dtype, check_lengths, check_positive_int, check_truncation
+from ._checks import (
+    check_float_dtype,
+    check_lengths,
+    check_positive_int,
+    check_truncation,
+    is_concrete,
+)
 from ._layers import (
     _embedding_args,
     _temporal_softmax_loss,
@@ -122,7 +129,11 @@ def _check_batch(fn: str, params: ModelParams, tokens, targets, h0, mask, length
     w = loss_weights(fn, mask, N, T, params.V.dtype)
     if lengths is not None:
         w = w * length_mask(lengths, T).astype(w.dtype)
-    check_ids(fn, "targets (where counted)", targets, params.V.shape[1], "K", where=w)
+    if all(is_concrete(a) for a in (mask, lengths, targets)):  # numpy only: nothing staged
+        counted = np.ones((N, T), bool) if mask is None else np.asarray(mask) != 0
+        if lengths is not None:
+            counted &= np.arange(T)[None, :] < np.asarray(lengths)[:, None]
+        check_ids(fn, "targets (where counted)", targets, params.V.shape[1], "K", where=counted)
     h0 = zero_states(params.layers, N) if h0 is None else check_states(fn, h0, params.layers, N)
     return tokens, targets, h0, w, lengths
 
