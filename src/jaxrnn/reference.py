@@ -140,3 +140,171 @@ def scan_rnn(
         return jnp.zeros((N, 0, Wh.shape[0]), dtype=x.dtype)
     _, h = jax.lax.scan(step, h0, (x.swapaxes(0, 1), m, cut, xi))  # (T, N, H)
     return h.swapaxes(0, 1)
+
+
+# --- The gated cells (MATH.md §9, §10): the same loop style, one step function each ---------
+
+
+def _sigmoid(a):
+    return 1 / (1 + np.exp(-a))
+
+
+def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
+    """One LSTM step (§9), gates (i, f, o, g); returns ``(next_h, next_c, cache)``."""
+    H = prev_h.shape[1]
+    a = x.dot(Wx) + prev_h.dot(Wh) + b  # (N, 4H)
+    i, f, o = (_sigmoid(a[:, k * H : (k + 1) * H]) for k in range(3))
+    g = np.tanh(a[:, 3 * H :])
+    next_c = f * prev_c + i * g
+    next_h = o * np.tanh(next_c)
+    return next_h, next_c, (x, prev_h, prev_c, Wx, Wh, i, f, o, g, next_c)
+
+
+def lstm_step_backward(dnext_h, dnext_c, cache):
+    """The LSTM step backward (§9); returns ``(dx, dprev_h, dprev_c, dWx, dWh, db)``."""
+    x, prev_h, prev_c, Wx, Wh, i, f, o, g, next_c = cache
+    tc = np.tanh(next_c)
+    dc = dnext_c + dnext_h * o * (1 - tc**2)  # δc_t
+    da = np.concatenate(
+        [dc * g * i * (1 - i), dc * prev_c * f * (1 - f), dnext_h * tc * o * (1 - o),
+         dc * i * (1 - g**2)],
+        axis=1,
+    )  # fmt: skip
+    return da.dot(Wx.T), da.dot(Wh.T), dc * f, x.T.dot(da), prev_h.T.dot(da), da.sum(axis=0)
+
+
+def lstm_forward(x, h0, Wx, Wh, b, c0=None):
+    """The loop over time; x: (N, T, D), h0 (and c0, zeros if None): (N, H) -> h, cache."""
+    N, T, _ = x.shape
+    H = h0.shape[1]
+    h = np.zeros((N, T, H), dtype=np.result_type(x, h0, Wx, Wh, b))
+    prev_h, prev_c = h0, (np.zeros_like(h0) if c0 is None else c0)
+    steps = []
+    for t in range(T):
+        prev_h, prev_c, step_cache = lstm_step_forward(x[:, t], prev_h, prev_c, Wx, Wh, b)
+        h[:, t] = prev_h
+        steps.append(step_cache)
+    return h, (x, h0, Wx, Wh, steps, c0 is not None)
+
+
+def lstm_backward(dh, cache):
+    """BPTT loop; ``(dx, dh0, dWx, dWh, db)``, plus ``dc0`` last when ``c0`` was given."""
+    x, h0, Wx, Wh, steps, has_c0 = cache
+    N, T, H = dh.shape
+    dx = np.zeros((N, T, Wx.shape[0]), dtype=dh.dtype)
+    dWx, dWh, db = np.zeros_like(Wx), np.zeros_like(Wh), np.zeros(Wh.shape[1], dh.dtype)
+    dprev_h, dprev_c = np.zeros((N, H), dh.dtype), np.zeros((N, H), dh.dtype)
+    for t in reversed(range(T)):
+        dx[:, t], dprev_h, dprev_c, dWx_t, dWh_t, db_t = lstm_step_backward(
+            dh[:, t] + dprev_h, dprev_c, steps[t]
+        )
+        dWx, dWh, db = dWx + dWx_t, dWh + dWh_t, db + db_t
+    return (dx, dprev_h, dWx, dWh, db) + ((dprev_c,) if has_c0 else ())
+
+
+def gru_step_forward(x, prev_h, Wx, Wh, bx, bh):
+    """One GRU step (§10, torch's formulation), gates (r, z, n); returns ``(next_h, cache)``."""
+    H = prev_h.shape[1]
+    xw, hw = x.dot(Wx) + bx, prev_h.dot(Wh) + bh  # (N, 3H) each
+    r = _sigmoid(xw[:, :H] + hw[:, :H])
+    z = _sigmoid(xw[:, H : 2 * H] + hw[:, H : 2 * H])
+    n = np.tanh(xw[:, 2 * H :] + r * hw[:, 2 * H :])
+    next_h = (1 - z) * n + z * prev_h
+    return next_h, (x, prev_h, Wx, Wh, r, z, n, hw[:, 2 * H :])
+
+
+def gru_step_backward(dnext_h, cache):
+    """The GRU step backward (§10); returns ``(dx, dprev_h, dWx, dWh, dbx, dbh)``."""
+    x, prev_h, Wx, Wh, r, z, n, hn = cache
+    dan = dnext_h * (1 - z) * (1 - n**2)
+    dar = dan * hn * r * (1 - r)
+    daz = dnext_h * (prev_h - n) * z * (1 - z)
+    dxw = np.concatenate([dar, daz, dan], axis=1)  # error of x Wx + bx
+    dhw = np.concatenate([dar, daz, dan * r], axis=1)  # error of h Wh + bh
+    dprev_h = dnext_h * z + dhw.dot(Wh.T)
+    return dxw.dot(Wx.T), dprev_h, x.T.dot(dxw), prev_h.T.dot(dhw), dxw.sum(0), dhw.sum(0)
+
+
+def gru_forward(x, h0, Wx, Wh, bx, bh):
+    """The loop over time; x: (N, T, D), h0: (N, H) -> h: (N, T, H), cache."""
+    N, T, _ = x.shape
+    h = np.zeros((N, T, h0.shape[1]), dtype=np.result_type(x, h0, Wx, Wh, bx, bh))
+    prev_h, steps = h0, []
+    for t in range(T):
+        prev_h, step_cache = gru_step_forward(x[:, t], prev_h, Wx, Wh, bx, bh)
+        h[:, t] = prev_h
+        steps.append(step_cache)
+    return h, (x, h0, Wx, Wh, steps)
+
+
+def gru_backward(dh, cache):
+    """BPTT loop; returns ``(dx, dh0, dWx, dWh, dbx, dbh)``."""
+    x, h0, Wx, Wh, steps = cache
+    N, T, H = dh.shape
+    dx = np.zeros((N, T, Wx.shape[0]), dtype=dh.dtype)
+    grads = [np.zeros_like(Wx), np.zeros_like(Wh), np.zeros(3 * H, dh.dtype),
+             np.zeros(3 * H, dh.dtype)]  # fmt: skip
+    dprev_h = np.zeros((N, H), dh.dtype)
+    for t in reversed(range(T)):
+        dx[:, t], dprev_h, *g_t = gru_step_backward(dh[:, t] + dprev_h, steps[t])
+        grads = [a + g for a, g in zip(grads, g_t, strict=True)]
+    return (dx, dprev_h, *grads)
+
+
+def _scan_gated(step, x, state0, out, lengths, truncation, carry_weights):
+    """The naive masked/truncated/ξ scan of :func:`scan_rnn` for any ``step(state, x_t)``."""
+    N, T = x.shape[:2]
+    t = jnp.arange(T)
+    cut = (t % truncation == 0) & (t > 0) if truncation else jnp.zeros((T,), dtype=bool)
+    if lengths is None:
+        m = jnp.ones((T, N, 1), dtype=bool)
+    else:
+        lengths = jnp.asarray(lengths).astype(jnp.int32)
+        m = (jnp.arange(T, dtype=jnp.int32)[:, None] < lengths[None, :])[:, :, None]
+    xi = jnp.ones((T,), x.dtype) if carry_weights is None else carry_weights
+
+    def body(s, xs):
+        x_t, m_t, cut_t, xi_t = xs
+        sg = jax.lax.stop_gradient(s)
+        if carry_weights is not None:
+            s = jax.tree.map(lambda a, b: b + xi_t * (a - b), s, sg)
+        if truncation:
+            s = jax.tree.map(lambda a, b: jnp.where(cut_t, b, a), s, sg)
+        new = step(s, x_t)
+        y = out(new)
+        if lengths is None:
+            return new, y
+        return jax.tree.map(lambda a, b: jnp.where(m_t, a, b), new, s), jnp.where(m_t, y, jnp.zeros_like(y))
+
+    if T == 0:
+        return jnp.zeros((N, 0, out(state0).shape[-1]), dtype=x.dtype)
+    _, h = jax.lax.scan(body, state0, (x.swapaxes(0, 1), m, cut, xi))  # (T, N, H)
+    return h.swapaxes(0, 1)
+
+
+def scan_lstm(x, h0, Wx, Wh, b, c0=None, *, lengths=None, truncation=None, carry_weights=None):
+    """Naive JAX LSTM forward for autodiff (§9): the input projection inside the loop, no
+    custom_vjp; options as in :func:`scan_rnn` (truncation and ξ act on ``(h, c)``)."""
+
+    def step(s, x_t):
+        h, c = s
+        i, f, o, g = jnp.split(x_t @ Wx + h @ Wh + b[None], 4, axis=-1)
+        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        return jax.nn.sigmoid(o) * jnp.tanh(c), c
+
+    c0 = jnp.zeros_like(h0) if c0 is None else c0
+    return _scan_gated(step, x, (h0, c0), lambda s: s[0], lengths, truncation, carry_weights)
+
+
+def scan_gru(x, h0, Wx, Wh, bx, bh, *, lengths=None, truncation=None, carry_weights=None):
+    """Naive JAX GRU forward for autodiff (§10, torch's formulation); options as in
+    :func:`scan_rnn`."""
+
+    def step(h, x_t):
+        xr, xz, xn = jnp.split(x_t @ Wx + bx[None], 3, axis=-1)
+        hr, hz, hn = jnp.split(h @ Wh + bh[None], 3, axis=-1)
+        r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
+        n = jnp.tanh(xn + r * hn)
+        return (1 - z) * n + z * h
+
+    return _scan_gated(step, x, h0, lambda s: s, lengths, truncation, carry_weights)
