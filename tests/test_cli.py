@@ -225,3 +225,12 @@ def test_check_subcommand_passes_and_fails(capsys):
     bad = ["check", "wrong_impls:db_mean_forward", "wrong_impls:db_mean_backward"]
     assert main([*bad, "--max-examples", "5"]) == 1
     assert "db is wrong" in capsys.readouterr().out
+
+
+def test_demo_help_shows_each_default_once(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["demo", "--help"])
+    assert e.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default: 8)" in out and "(default: 8) (default: 8)" not in out
+    assert out.count("(default:") == 5  # --N, --T, --D, --H, --seed

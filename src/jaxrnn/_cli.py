@@ -37,80 +37,110 @@ inf or NaN stops the run with exit code 3, the last finite state checkpointed.""
 SAMPLE_HELP = """Samples text from a run directory written by `jaxrnn train`."""
 
 
+# The options of `jaxrnn train`: (flag, add_argument keywords). Defaults are None so that
+# --resume can tell given options from defaults; the help shows the effective default.
+TRAIN_OPTIONS = [
+    (
+        "--text",
+        dict(
+            metavar="FILE",
+            help="UTF-8 text file to train on (default: the Python "
+            "standard library's .py files, up to 2,000,000 characters)",
+        ),
+    ),
+    ("--hidden", dict(type=int, help=f"hidden size of every layer (default: {_D.hidden})")),
+    ("--layers", dict(type=int, help=f"number of stacked RNN layers (default: {_D.layers})")),
+    (
+        "--seq-len",
+        dict(
+            type=int,
+            help=f"characters per chunk, the truncated-BPTT length (default: {_D.seq_len})",
+        ),
+    ),
+    (
+        "--batch",
+        dict(
+            type=int,
+            help=f"parallel streams per step; a multiple of the device count (default: {_D.batch})",
+        ),
+    ),
+    (
+        "--steps",
+        dict(
+            type=int,
+            help=f"total optimizer steps, counting those before a resume (default: {_D.steps})",
+        ),
+    ),
+    ("--lr", dict(type=float, help=f"Adam learning rate, finite and > 0 (default: {_D.lr:g})")),
+    ("--clip", dict(type=float, help=f"max global gradient norm (default: {_D.clip})")),
+    (
+        "--grad",
+        dict(
+            choices=GRADS,
+            help=f"gradients: the hand-derived BPTT or jax.grad autodiff (default: {_D.grad})",
+        ),
+    ),
+    ("--seed", dict(type=parse_seed, help=f"{SEED_HELP} (default: {_D.seed})")),
+    (
+        "--out",
+        dict(
+            metavar="DIR",
+            help="run directory: new or empty, or a run to --resume "
+            "(default: runs/YYYYmmdd-HHMMSS)",
+        ),
+    ),
+    (
+        "--resume",
+        dict(
+            action="store_true",
+            help="continue the run in --out from its checkpoint, bit-exactly (default: off)",
+        ),
+    ),
+    (
+        "--checkpoint-every",
+        dict(
+            type=int,
+            metavar="N",
+            help="steps between checkpoints; one is "
+            f"also written at exit (default: {_D.checkpoint_every})",
+        ),
+    ),
+    (
+        "--eval-every",
+        dict(
+            type=int,
+            metavar="N",
+            help=f"steps between validation evaluations (default: {_D.eval_every})",
+        ),
+    ),
+    (
+        "--sample-every",
+        dict(
+            type=int,
+            metavar="N",
+            help="steps between samples written to "
+            f"samples.txt; 0: none (default: {_D.sample_every})",
+        ),
+    ),
+    (
+        "--quiet",
+        dict(
+            action="store_true",
+            help="no progress bar (default: off; the bar is "
+            "also off when stderr is not a terminal)",
+        ),
+    ),
+]
+
+
 def _add_train(sub) -> None:
     p = sub.add_parser(
         "train",
         help="train a character-level language model (the main job)",
         description=TRAIN_HELP,
     )
-    # Defaults are None so that --resume can tell given options from defaults;
-    # the help shows the effective default.
-    opt = p.add_argument
-    opt(
-        "--text",
-        metavar="FILE",
-        help="UTF-8 text file to train on (default: the Python "
-        "standard library's .py files, up to 2,000,000 characters)",
-    )
-    opt("--hidden", type=int, help=f"hidden size of every layer (default: {_D.hidden})")
-    opt("--layers", type=int, help=f"number of stacked RNN layers (default: {_D.layers})")
-    opt(
-        "--seq-len",
-        type=int,
-        help=f"characters per chunk, the truncated-BPTT length (default: {_D.seq_len})",
-    )
-    opt(
-        "--batch",
-        type=int,
-        help=f"parallel streams per step; a multiple of the device count (default: {_D.batch})",
-    )
-    opt(
-        "--steps",
-        type=int,
-        help=f"total optimizer steps, counting those before a resume (default: {_D.steps})",
-    )
-    opt("--lr", type=float, help=f"Adam learning rate, finite and > 0 (default: {_D.lr:g})")
-    opt("--clip", type=float, help=f"max global gradient norm (default: {_D.clip})")
-    opt(
-        "--grad",
-        choices=GRADS,
-        help=f"gradients: the hand-derived BPTT or jax.grad autodiff (default: {_D.grad})",
-    )
-    opt("--seed", type=parse_seed, help=f"{SEED_HELP} (default: {_D.seed})")
-    opt(
-        "--out",
-        metavar="DIR",
-        help="run directory: new or empty, or a run to --resume (default: runs/YYYYmmdd-HHMMSS)",
-    )
-    opt(
-        "--resume",
-        action="store_true",
-        help="continue the run in --out from its checkpoint, bit-exactly (default: off)",
-    )
-    opt(
-        "--checkpoint-every",
-        type=int,
-        metavar="N",
-        help="steps between checkpoints; one is "
-        f"also written at exit (default: {_D.checkpoint_every})",
-    )
-    opt(
-        "--eval-every",
-        type=int,
-        metavar="N",
-        help=f"steps between validation evaluations (default: {_D.eval_every})",
-    )
-    opt(
-        "--sample-every",
-        type=int,
-        metavar="N",
-        help=f"steps between samples written to samples.txt; 0: none (default: {_D.sample_every})",
-    )
-    opt(
-        "--quiet",
-        action="store_true",
-        help="no progress bar (default: off; the bar is also off when stderr is not a terminal)",
-    )
+    for flag, kw in TRAIN_OPTIONS:
+        p.add_argument(flag, **kw)
     p.set_defaults(func=_train)
 
 
@@ -144,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run forward + hand BPTT on random data and print the agreement with jax.grad",
         description=_demo.run.__doc__,
     )
-    _demo.add_arguments(demo)
+    _demo.add_arguments(demo, seed_type=parse_seed)
     demo.set_defaults(func=_demo.run)
     check = sub.add_parser(  # options are parsed by jaxrnn.testing's own parser
         "check",
