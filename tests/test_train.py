@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from jaxrnn import model
-from jaxrnn.train._data import default_corpus
 from jaxrnn.train import TrainConfig, load_run, sample, train
+from jaxrnn.train._data import default_corpus
 
 TINY = dict(
     hidden=16,
