@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +17,7 @@ import numpy as np
 
 from ._cell import rnn_step_forward
 from ._checks import (
+    check_checkpoint,
     check_float_dtype,
     check_lengths,
     check_positive_int,
@@ -37,31 +37,23 @@ from ._layers import (
 )
 from ._lengths import mask as length_mask
 from ._rnn import rnn_unchecked
+from ._segmented import segmented_loss, segmented_loss_and_grads
 from ._stack import (
     BiRNNParams,
-    LayerParams,
+    backward_layers,
     check_hidden_sizes,
     check_states,
     forward_layers,
     init_stack,
     layer_activations,
     layer_size,
-    stack_backward,
     walk,
     zero_states,
 )
+from ._types import ModelParams
 from .reference import scan_rnn
 
 Array = jax.Array
-
-
-class ModelParams(NamedTuple):
-    """All weights of the model, a pytree (``jax.tree.map`` applies an optimizer step)."""
-
-    embed: Array  # (vocab, E)  word embedding
-    layers: tuple[LayerParams, ...]  # layer l: RNNParams(Wx (in_l, H_l), Wh, b) or BiRNNParams
-    V: Array  # (H_top, K)  hidden-to-output (H_top = 2 H_L when bidirectional)
-    c: Array  # (K,)
 
 
 def init(
@@ -149,6 +141,7 @@ def loss_and_grads(
     activations: str | Sequence[str] = "tanh",
     truncation: int | None = None,
     carry_weights: Array | None = None,
+    checkpoint: int | str | None = None,
 ) -> tuple[Array, ModelParams, tuple[Array, ...]]:
     """The loss and its gradients by the hand-derived chain, jit-compiled.
 
@@ -171,21 +164,52 @@ def loss_and_grads(
         a bidirectional layer's backward RNN counts its chunks in reversed time).
       carry_weights: optional ``(T,)`` randomized-truncation factors ``ξ_t`` on the
         gradient from step t to t-1 in every layer (:func:`jaxrnn.randomized_truncation`).
+      checkpoint: optional memory-bounded BPTT of the whole model (MATH.md §8): a
+        segment length k or ``"sqrt"`` (``ceil(sqrt(T))``). Only every layer's state
+        at segment starts is kept; each segment's embedding, layers, scores and
+        loss are recomputed going back, and the error of each layer's state is
+        carried across segment boundaries. Same loss and gradients (to rounding);
+        peak memory ``O(N (L H + K) k + N L H T / k)``. Unidirectional models only
+        (a bidirectional layer reads the whole sequence backwards: ``ValueError``).
 
-    Token, target and length values are checked when concrete (``ValueError``).
-    Under an outer ``jax.jit`` they are not: out-of-range tokens/targets are
-    clamped by JAX's indexing, lengths act as clipped to ``[0, T]``; use
-    :func:`jaxrnn.check_lengths` with ``checkify`` to check them there.
+    Token, target and length values are checked when concrete (``ValueError``), also
+    when captured as constants by an outer ``jax.jit``. Traced values are not: an
+    out-of-range token is clamped by JAX's indexing, an out-of-range counted target
+    makes the loss and gradients NaN (here and in :func:`loss` alike), lengths act as
+    clipped to ``[0, T]``; :func:`check_ids_in_range` and :func:`jaxrnn.check_lengths`
+    check traced values under ``checkify``.
 
     Returns:
       ``(loss, grads, hT)``: scalar, :class:`ModelParams` of gradients, and each
       layer's final state (its last valid state), to pass as the next ``h0``.
     """
-    fn = "loss_and_grads"
-    check_truncation(fn, truncation)
+    args = _prepare("loss_and_grads", params, tokens, targets, h0, mask, lengths, carry_weights,
+                    activations, truncation, checkpoint)  # fmt: skip
+    if checkpoint is not None:
+        return _segmented_loss_and_grads(*args)
+    return _loss_and_grads(*args[:-1])
+
+
+def _prepare(fn, params, tokens, targets, h0, mask, lengths, xi, activations, truncation, ck):
+    """The checks of :func:`loss_and_grads` and :func:`loss`, once, before ``jit``."""
+    truncation = check_truncation(fn, truncation)
     acts = layer_activations(activations, len(params.layers))
     tokens, targets, h0, w, lengths = _check_batch(fn, params, tokens, targets, h0, mask, lengths)
-    return _loss_and_grads(params, tokens, targets, h0, w, lengths, carry_weights, acts, truncation)
+    ck = check_checkpoint(fn, ck, tokens)
+    if ck is not None and any(isinstance(p, BiRNNParams) for p in params.layers):
+        raise ValueError(
+            f"{fn}: checkpoint segments the model in time, which a bidirectional layer "
+            "(reading the whole sequence backwards) cannot be; use checkpoint=None"
+        )
+    return params, tokens, targets, h0, w, lengths, xi, acts, truncation, ck
+
+
+@partial(jax.jit, static_argnums=(7, 8, 9))
+def _segmented_loss_and_grads(params, tokens, targets, h0, w, lengths, xi, acts, truncation, k):
+    loss, grads, hT, _ = segmented_loss_and_grads(
+        params, tokens, targets, h0, w, lengths, xi, acts, truncation, k
+    )
+    return loss, grads, hT
 
 
 @partial(jax.jit, static_argnums=(7, 8))
@@ -195,7 +219,7 @@ def _loss_and_grads(params, tokens, targets, h0, w, lengths, carry_weights, acts
     scores, ac = temporal_affine_forward(h, params.V, params.c)  # §6: (N, T, K)
     loss, dscores = _temporal_softmax_loss(scores, targets, w)  # §6
     dh, dV, dc = temporal_affine_backward(dscores, ac)  # §6: dh_t = dscores_t V^T
-    dx, _, dlayers = stack_backward(dh, sc)  # §4, §3, §5
+    dx, _, dlayers = backward_layers(dh, sc)  # §4, §3, §5
     dembed = word_embedding_backward(dx, ec)  # scatter-add
     return loss, ModelParams(dembed, dlayers, dV, dc), hT
 
@@ -211,6 +235,7 @@ def loss(
     activations: str | Sequence[str] = "tanh",
     truncation: int | None = None,
     carry_weights: Array | None = None,
+    checkpoint: int | str | None = None,
     grad: str = "hand",
 ) -> tuple[Array, tuple[Array, ...]]:
     """The model's loss as a differentiable function: ``jax.value_and_grad(loss, has_aux=True)``.
@@ -223,6 +248,9 @@ def loss(
     - ``"autodiff"``: :func:`jaxrnn.reference.scan_rnn`, plain reverse-mode autodiff
       (truncation as ``lax.stop_gradient`` on the carried state at t = k, 2k, ...).
 
+    With ``checkpoint`` (``grad="hand"`` only) the whole model is segmented in time
+    as in :func:`loss_and_grads`, behind a ``custom_vjp`` in ``params`` and ``h0``.
+
     Args:
       As :func:`loss_and_grads`, plus ``grad``.
 
@@ -232,10 +260,20 @@ def loss(
     fn = "loss"
     if grad not in ("hand", "autodiff"):
         raise ValueError(f"{fn}: grad must be 'hand' or 'autodiff', got {grad!r}")
-    check_truncation(fn, truncation)
-    acts = layer_activations(activations, len(params.layers))
-    tokens, targets, h0, w, lengths = _check_batch(fn, params, tokens, targets, h0, mask, lengths)
-    return _loss(params, tokens, targets, h0, w, lengths, carry_weights, acts, truncation, grad)
+    if checkpoint is not None and grad != "hand":
+        raise ValueError(f"{fn}: checkpoint needs grad='hand', got grad={grad!r}")
+    args = _prepare(fn, params, tokens, targets, h0, mask, lengths, carry_weights,
+                    activations, truncation, checkpoint)  # fmt: skip
+    if checkpoint is not None:
+        params, tokens, targets, h0, w, lengths, xi, acts, truncation, k = args
+        return _segmented_loss(params, h0, tokens, targets, w, lengths, xi, acts, truncation, k)
+    return _loss(*args[:-1], grad)
+
+
+@partial(jax.jit, static_argnums=(7, 8, 9))
+def _segmented_loss(params, h0, tokens, targets, w, lengths, xi, acts, truncation, k):
+    loss, hT = segmented_loss(params, h0, tokens, targets, w, lengths, xi, acts, truncation, k)
+    return loss, tuple(jax.lax.stop_gradient(s) for s in hT)
 
 
 def _sequence_fn(grad: str, acts, lengths, truncation, xi):

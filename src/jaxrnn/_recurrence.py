@@ -42,13 +42,18 @@ present only when used, so the default path pays for nothing:
   t = k, 2k, ... (§3, truncated BPTT);
 - ``carry_weights`` ξ (T,): that error is scaled by ξ_t (randomized truncation).
 
-**Windows.** Both loops run over a window ``[t0, t0 + T)`` of a longer
-sequence: ``t0`` is the global time of the window's first step, so masks, cuts
-and ξ index global time. The full-store BPTT is one window of the whole
-sequence. A memory-bounded BPTT keeps the state at segment boundaries only and,
-going back segment by segment, re-runs :func:`forward_window` on one segment and
-then :func:`backward_window` on it with the error carried in from the segment
-after: the same two loops, called per segment.
+**Windows and segments.** Both loops run over a window of steps that starts
+from a given state (forward) or with a given error arriving from after it
+(backward). The full-store BPTT is one window, the whole sequence. A
+memory-bounded BPTT (MATH.md §8) keeps only the state entering each segment of
+k steps (:func:`loop_segments` walks them) and, going back segment by segment,
+re-runs :func:`forward_window` on one segment and then :func:`backward_window`
+on it with the error carried in from the segment after: the same two loops,
+called per segment. :func:`window_options` restates the options in the
+segment's own time (lengths shifted, truncation cuts and ξ as the segment's
+carry weights), so a segment is an ordinary sequence to every caller; the
+model's whole-network checkpointing (``_model.py``) segments all layers at once
+the same way.
 """
 
 from __future__ import annotations
@@ -119,20 +124,18 @@ def _valid(opts: Options, t) -> Array | None:
     return None if opts.lengths is None else t < opts.lengths
 
 
-def forward_window(
-    cell: Cell, params: Any, buf: Any, state: Any, opts: Options, t0: int = 0
-) -> tuple[Any, Any]:
+def forward_window(cell: Cell, params: Any, buf: Any, state: Any, opts: Options) -> tuple[Any, Any]:
     """The forward recurrence over one window; returns ``(final state, filled buf)``.
 
-    ``buf`` holds the window's projected inputs (``cell.project``); step t of the
-    window (global time ``t0 + t``) overwrites its slice with what the cell stores.
+    ``buf`` holds the window's projected inputs (``cell.project``); step t
+    overwrites its slice with what the cell stores.
     """
     T = jax.tree_util.tree_leaves(buf)[0].shape[1]
 
     def body(t, carry):
         state, buf = carry
         new_state, buf_t = cell.step(params, tree_map(lambda a: index_time(a, t), buf), state)
-        m = _valid(opts, t0 + t)
+        m = _valid(opts, t)
         if m is not None:  # frozen state, zero output at padding
             new_state = _select(m, new_state, state)
             buf_t = _select(m, buf_t, tree_map(jnp.zeros_like, buf_t))
@@ -149,13 +152,12 @@ def backward_window(
     dh: Array,
     dstate: Any,
     opts: Options,
-    t0: int = 0,
 ) -> tuple[Any, Any]:
     """BPTT over one window (§3); returns ``(error into the window's initial state, δ buf)``.
 
     Args:
       buf: the window's filled buffers (from :func:`forward_window`).
-      first_prev: the stored slice standing for step ``t0 - 1`` (``cell.initial_buf``
+      first_prev: the stored slice standing for the step before the window (``cell.initial_buf``
         of the window's initial state), read by cells with ``needs_prev``.
       dh: ``(N, T, H)`` upstream gradient of the window's outputs.
       dstate: the error arriving from the step after the window (zeros at the end).
@@ -171,15 +173,14 @@ def backward_window(
             prev_t = tree_map(lambda a: index_time(a, jnp.maximum(t - 1, 0)), buf)
             prev = tree_map(lambda a, b: jnp.where(t == 0, a, b), first_prev, prev_t)
         dprev, dbuf_t = cell.step_backward(bparams, buf_t, prev, dnext, index_time(dh, t))
-        tg = t0 + t  # global time
-        m = _valid(opts, tg)
+        m = _valid(opts, t)
         if m is not None:  # §3 masked: δ = 0 at padding, the error passes the frozen state
             dbuf_t = _select(m, dbuf_t, tree_map(jnp.zeros_like, dbuf_t))
             dprev = _select(m, dprev, dnext)
         if xi is not None:  # §3: the error from t to t-1 scaled by ξ_t
-            dprev = tree_map(lambda d: d * xi[tg], dprev)
+            dprev = tree_map(lambda d: d * xi[t], dprev)
         if k is not None:  # §3: ... and cut where a chunk starts
-            cut = (tg % k == 0) & (tg > 0)
+            cut = (t % k == 0) & (t > 0)
             dprev = tree_map(lambda d: jnp.where(cut, jnp.zeros_like(d), d), dprev)
         return dprev, tree_map(lambda a, a_t: update_time(a, a_t, t), dbuf, dbuf_t)
 
@@ -205,31 +206,76 @@ def forward(cell: Cell, params: Any, x: Array, state0: Any, opts: Options) -> tu
 
 
 def backward(
-    cell: Cell, params: Any, x: Array, state0: Any, saved: Any, dh: Array, opts: Options
+    cell: Cell,
+    params: Any,
+    x: Array,
+    state0: Any,
+    saved: Any,
+    dh: Array,
+    opts: Options,
+    dstate: Any = None,
 ) -> tuple[Array, Any, Any]:
-    """BPTT (§3, then §5) from :func:`forward`'s ``saved``: ``(dx, dstate0, dparams)``."""
+    """BPTT (§3, then §5) from :func:`forward`'s ``saved``: ``(dx, dstate0, dparams)``.
+
+    ``dstate``: the error arriving in the final state from after the sequence (a
+    later segment of the whole model, §8); zeros when None.
+    """
+    dstate = zeros_state(state0) if dstate is None else dstate
     if opts.checkpoint is not None:
-        return backward_segments(cell, params, x, state0, saved, dh, opts)
+        return backward_segments(cell, params, x, state0, saved, dh, opts, dstate)
     bparams = cell.backward_params(params)
     first_prev = cell.initial_buf(state0)
-    dstate0, dbuf = backward_window(cell, bparams, saved, first_prev, dh, zeros_state(state0), opts)
+    dstate0, dbuf = backward_window(cell, bparams, saved, first_prev, dh, dstate, opts)
     dx, dparams = cell.param_grads(params, x, state0, saved, dbuf)
     return dx, dstate0, dparams
 
 
-def _time_slice(a: Array, t0, size: int) -> Array:
+def time_slice(a: Array, t0, size: int) -> Array:
     """``a[:, t0:t0+size]`` for a traced ``t0``."""
     return jax.lax.dynamic_slice_in_dim(a, t0, size, axis=1)
 
 
-def _put_time(a: Array, piece: Array, t0) -> Array:
+def put_time(a: Array, piece: Array, t0) -> Array:
     """``a.at[:, t0:t0+piece.shape[1]].set(piece)`` for a traced ``t0``."""
     return jax.lax.dynamic_update_slice_in_dim(a, piece, t0, axis=1)
 
 
-def _segment_plan(T: int, k: int) -> tuple[int, int]:
-    """``(S, r)``: S full segments of k steps, then one of r < k steps if r > 0."""
-    return divmod(T, k)
+def loop_segments(T: int, k: int, run: Callable, carry: Any, *, reverse: bool = False) -> Any:
+    """``carry = run(i, t0, size, carry)`` for the segments of k steps covering T steps.
+
+    Segment i starts at ``t0 = i*k``; ``T // k`` full segments run in a
+    ``lax.fori_loop`` (traced ``i``, ``t0``), then a last one of ``T % k`` steps
+    (static) if T is not a multiple of k; with ``reverse`` the last comes first.
+    """
+    S, r = divmod(T, k)
+
+    def full(c):
+        return loop_time(lambda i, c: run(i, i * k, k, c), c, S, reverse=reverse)
+
+    def last(c):
+        return run(S, S * k, r, c) if r else c
+
+    return full(last(carry)) if reverse else last(full(carry))
+
+
+def window_options(opts: Options, t0, size: int, dtype) -> Options:
+    """``opts`` for the steps ``[t0, t0 + size)``, in the window's own time ``0..size-1``.
+
+    ``t < lengths - t0`` is the window's mask; a truncation cut at a global step
+    ``t0 + t = jk`` becomes a zero carry weight there, and ξ is sliced, so the
+    window is an ordinary sequence (same δ, step for step).
+    """
+    lengths = None if opts.lengths is None else jnp.clip(opts.lengths - t0, 0, size)
+    if opts.truncation is None and opts.carry_weights is None:
+        return Options(lengths)
+    t = t0 + jnp.arange(size)
+    xi = jnp.ones((size,), dtype)
+    if opts.carry_weights is not None:
+        xi = jax.lax.dynamic_slice_in_dim(opts.carry_weights, t0, size)
+    if opts.truncation is not None:
+        cut = (t % opts.truncation == 0) & (t > 0)
+        xi = jnp.where(cut, jnp.zeros_like(xi), xi)
+    return Options(lengths, None, xi)
 
 
 def forward_segments(
@@ -241,29 +287,31 @@ def forward_segments(
     ``ceil(T / k)`` states in all; no per-step buffer outlives its segment.
     """
     N, T = x.shape[:2]
-    S, r = _segment_plan(T, opts.checkpoint)
-    k = opts.checkpoint
     out = jax.eval_shape(lambda xs: cell.output(cell.project(params, xs)), x[:, : min(T, 1)])
-    h = jnp.zeros((N, T, *out.shape[2:]), out.dtype)
-    n_seg = S + (r > 0)
+    n_seg = -(-T // opts.checkpoint)
     bounds = tree_map(lambda s: jnp.zeros((n_seg, *s.shape), s.dtype), state0)
 
     def run(i, t0, size, carry):
         state, h, bounds = carry
         bounds = tree_map(lambda B, s: B.at[i].set(s), bounds, state)  # the segment's start
-        buf = cell.project(params, _time_slice(x, t0, size))
-        state, buf = forward_window(cell, params, buf, state, opts, t0)
-        return state, _put_time(h, cell.output(buf), t0), bounds
+        buf = cell.project(params, time_slice(x, t0, size))
+        wopts = window_options(opts, t0, size, x.dtype)
+        state, buf = forward_window(cell, params, buf, state, wopts)
+        return state, put_time(h, cell.output(buf), t0), bounds
 
-    carry = loop_time(lambda i, c: run(i, i * k, k, c), (state0, h, bounds), S)
-    if r:
-        carry = run(S, S * k, r, carry)
-    stateT, h, bounds = carry
-    return stateT, h, bounds
+    h = jnp.zeros((N, T, *out.shape[2:]), out.dtype)
+    return loop_segments(T, opts.checkpoint, run, (state0, h, bounds))
 
 
 def backward_segments(
-    cell: Cell, params: Any, x: Array, state0: Any, bounds: Any, dh: Array, opts: Options
+    cell: Cell,
+    params: Any,
+    x: Array,
+    state0: Any,
+    bounds: Any,
+    dh: Array,
+    opts: Options,
+    dstate: Any,
 ) -> tuple[Array, Any, Any]:
     """:func:`backward` from segment boundaries: ``(dx, dstate0, dparams)``.
 
@@ -272,25 +320,19 @@ def backward_segments(
     segment after it (:func:`backward_window`), then its part of §5 (``dx`` rows
     and the weight-gradient sums), so only one segment's buffers exist at a time.
     """
-    T = x.shape[1]
-    S, r = _segment_plan(T, opts.checkpoint)
-    k = opts.checkpoint
     bparams = cell.backward_params(params)
 
     def run(i, t0, size, carry):
         dstate, dx, dparams = carry
         state_in = tree_map(lambda B: B[i], bounds)
-        xs = _time_slice(x, t0, size)
-        _, buf = forward_window(cell, params, cell.project(params, xs), state_in, opts, t0)
-        dhs = _time_slice(dh, t0, size)
+        xs, wopts = time_slice(x, t0, size), window_options(opts, t0, size, x.dtype)
+        _, buf = forward_window(cell, params, cell.project(params, xs), state_in, wopts)
         first_prev = cell.initial_buf(state_in)
-        dstate, dbuf = backward_window(cell, bparams, buf, first_prev, dhs, dstate, opts, t0)
+        dhs = time_slice(dh, t0, size)
+        dstate, dbuf = backward_window(cell, bparams, buf, first_prev, dhs, dstate, wopts)
         dxs, dp = cell.param_grads(params, xs, state_in, buf, dbuf)  # §5 on this segment
-        return dstate, _put_time(dx, dxs, t0), tree_map(jnp.add, dparams, dp)
+        return dstate, put_time(dx, dxs, t0), tree_map(jnp.add, dparams, dp)
 
-    carry = (zeros_state(state0), jnp.zeros_like(x), tree_map(jnp.zeros_like, params))
-    if r:
-        carry = run(S, S * k, r, carry)
-    carry = loop_time(lambda i, c: run(i, i * k, k, c), carry, S, reverse=True)
-    dstate0, dx, dparams = carry
+    carry = (dstate, jnp.zeros_like(x), tree_map(jnp.zeros_like, params))
+    dstate0, dx, dparams = loop_segments(x.shape[1], opts.checkpoint, run, carry, reverse=True)
     return dx, dstate0, dparams

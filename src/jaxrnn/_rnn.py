@@ -38,13 +38,19 @@ def forward_cache(x, h0, Wx, Wh, b, lengths, xi, activation, truncation, checkpo
     )
 
 
-def backward_from_cache(dh: Array, cache: RNNCache) -> tuple[Array, Array, Array, Array, Array]:
-    """:func:`rnn_backward` without the argument check: ``(dx, dh0, dWx, dWh, db)``."""
+def backward_from_cache(
+    dh: Array, cache: RNNCache, dhT: Array | None = None
+) -> tuple[Array, Array, Array, Array, Array]:
+    """:func:`rnn_backward` without the argument check: ``(dx, dh0, dWx, dWh, db)``.
+
+    ``dhT``: optional error arriving in the final (carried) state from after the
+    sequence, e.g. from the next time segment of a checkpointed model (§8).
+    """
     cell = rnn_cell(cache.activation)
     params = RNNParams(cache.Wx, cache.Wh, cache.b)  # b: None on the full-store path
     opts = rec.Options(cache.lengths, cache.truncation, cache.carry_weights, cache.checkpoint)
     saved = cache.h if cache.checkpoint is None else cache.boundaries
-    dx, dh0, g = rec.backward(cell, params, cache.x, cache.h0, saved, dh, opts)
+    dx, dh0, g = rec.backward(cell, params, cache.x, cache.h0, saved, dh, opts, dhT)
     return dx, dh0, g.Wx, g.Wh, g.b
 
 

@@ -257,14 +257,22 @@ def stack_backward(
       ``(dx, dh0, dlayers)``: ``(N, T, D)``, one ``dh0`` per layer, and per-layer
       gradients with the structure of ``layers``.
     """
-    lengths = cache.lengths
     top = cache.layers[-1]
     top_h = top.h if isinstance(top, RNNCache) else jnp.concatenate([top[0].h, top[1].h], -1)
     dh = check_same_shape("stack_backward", "dh", dh, "the top layer's output", top_h)
+    return backward_layers(dh, cache)
+
+
+def backward_layers(dh: Array, cache: StackCache, dhT: Sequence[Array] | None = None) -> tuple:
+    """:func:`stack_backward` on checked arguments; ``dhT`` (optional, unidirectional
+    layers): the error arriving in each layer's final state from a later time segment."""
+    lengths = cache.lengths
     dh0s, dlayers = [], []
-    for c in reversed(cache.layers):
+    L = len(cache.layers)
+    for i, c in zip(reversed(range(L)), reversed(cache.layers), strict=True):
         if isinstance(c, RNNCache):
-            dh, dh0, *g = backward_from_cache(dh, c)  # §4: dx of this layer -> dh below
+            dnext = None if dhT is None else dhT[i]
+            dh, dh0, *g = backward_from_cache(dh, c, dnext)  # §4: dx of this layer -> dh below
             dh0s.append(dh0)
             dlayers.append(RNNParams(*g))
         else:

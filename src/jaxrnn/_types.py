@@ -76,3 +76,12 @@ for _cls, _data in (
 ):
     _meta = ["activation", "truncation", "checkpoint"] if _cls is RNNCache else ["activation"]
     jax.tree_util.register_dataclass(_cls, data_fields=_data, meta_fields=_meta)
+
+
+class ModelParams(NamedTuple):
+    """All weights of the model, a pytree (``jax.tree.map`` applies an optimizer step)."""
+
+    embed: Array  # (vocab, E)  word embedding
+    layers: tuple  # layer l: RNNParams(Wx (in_l, H_l), Wh, b) or BiRNNParams(fwd, bwd)
+    V: Array  # (H_top, K)  hidden-to-output (H_top = 2 H_L when bidirectional)
+    c: Array  # (K,)
