@@ -67,46 +67,29 @@ def run_check(
     (``N,T,D,H``) and ``{seed}`` fields; by default a Python call.
     """
     __tracebackhide__ = True
-    jaxrnn.get_activation(activation)  # ValueError naming the choices
-    for label, fn in (("forward_fn", forward_fn), ("backward_fn", backward_fn)):
-        if not callable(fn):
-            raise TypeError(f"{label} must be callable, got {type(fn).__name__}")
-    validate(max_examples, tol, derandomize)
-    if shapes is not None and not isinstance(shapes, st.SearchStrategy):
-        raise TypeError(f"shapes must be a hypothesis strategy of Shape, got {shapes!r}")
+    _validate(forward_fn, backward_fn, activation, max_examples, tol, derandomize, shapes)
     if pass_activation is None:
         pass_activation = accepts_activation(forward_fn)
-    kwargs = {"activation": activation} if pass_activation else {}
-    convert = convert_inputs if convert_inputs is not None else (lambda a: a)
+    user = _User(
+        kind, forward_fn, backward_fn, {"activation": activation} if pass_activation else {},
+        tol, convert_inputs if convert_inputs is not None else (lambda a: a),
+    )  # fmt: skip
     single = None if shape is None else (_shape(shape, kind), 0 if seed is None else int(seed))
 
     def one(shape_: Shape, seed_: int):
         ex = _oracle.make_example(kind, shape_, seed_, activation)
         try:
-            return _oracle.run_example(
-                kind, forward_fn, backward_fn, ex, shape_, seed_, kwargs, tol, convert
-            )
+            return _run(user, ex, shape_, seed_)
         except Failure as f:
             f.problem = ex  # for the diagnosis of the reported failure
             raise
 
-    pool = None if shapes is not None else _pool(kind)
-    strategy = shapes if shapes is not None else oracle_shapes()
-    if kind.step:  # one step: T plays no part
-        strategy = strategy.map(lambda s: s._replace(T=1))
     seen, failure, failed = drive(
-        one, pool=pool, strategy=strategy, max_examples=max_examples,
-        derandomize=derandomize, single=single,
+        one, pool=None if shapes is not None else _pool(kind), strategy=_strategy(kind, shapes),
+        max_examples=max_examples, derandomize=derandomize, single=single,
     )  # fmt: skip
     if failure is not None:
-        if failure.rows and hasattr(failure, "problem"):
-            failure.notes = _diagnose(kind, failure, forward_fn, backward_fn, kwargs, tol, convert)
-        if repro is None:
-            repro = python_repro(kind, forward_fn, backward_fn, activation, failure, tol)
-        else:  # a template: "... --shape {shape} --seed {seed}"
-            repro = repro.format(shape=",".join(map(str, failure.shape)), seed=failure.seed)
-        text = report(kind.title, failure, activation, tol, repro) + largest(failure, failed)
-        raise AssertionError(text) from None
+        raise AssertionError(_failure_text(user, failure, failed, activation, repro)) from None
     worst = {
         n: max((rows[i].rel_err for rows in seen if i < len(rows)), default=0.0)
         for i, n in enumerate(kind.names)
@@ -114,10 +97,57 @@ def run_check(
     return Stats(len(seen), worst)
 
 
+class _User(NamedTuple):
+    """The code under test and how one check calls it."""
+
+    kind: _oracle.Kind
+    forward_fn: Callable[..., Any]
+    backward_fn: Callable[..., Any]
+    kwargs: dict[str, Any]  # {"activation": ...} or {}
+    tol: float
+    convert: Callable[[np.ndarray], Any]
+
+
+def _run(u: _User, ex: _oracle.Example, shape: Shape, seed: int):
+    """The user's code on one example: the rows, or :class:`Failure`."""
+    return _oracle.run_example(
+        u.kind, u.forward_fn, u.backward_fn, ex, shape, seed, u.kwargs, u.tol, u.convert
+    )
+
+
+def _validate(forward_fn, backward_fn, activation, max_examples, tol, derandomize, shapes):
+    """``ValueError``/``TypeError`` for arguments :func:`run_check` cannot run with."""
+    jaxrnn.get_activation(activation)  # ValueError naming the choices
+    for label, fn in (("forward_fn", forward_fn), ("backward_fn", backward_fn)):
+        if not callable(fn):
+            raise TypeError(f"{label} must be callable, got {type(fn).__name__}")
+    validate(max_examples, tol, derandomize)
+    if shapes is not None and not isinstance(shapes, st.SearchStrategy):
+        raise TypeError(f"shapes must be a hypothesis strategy of Shape, got {shapes!r}")
+
+
+def _failure_text(u: _User, failure: Failure, failed, activation: str, repro: str | None) -> str:
+    """The report of a failed check: the diagnosis, the reproduction, the largest errors."""
+    if failure.rows and hasattr(failure, "problem"):
+        failure.notes = _diagnose(u, failure)
+    if repro is None:
+        repro = python_repro(u.kind, u.forward_fn, u.backward_fn, activation, failure, u.tol)
+    else:  # a template: "... --shape {shape} --seed {seed}"
+        repro = repro.format(shape=",".join(map(str, failure.shape)), seed=failure.seed)
+    return report(u.kind.title, failure, activation, u.tol, repro) + largest(failure, failed)
+
+
 def _pool(kind: _oracle.Kind) -> list[Shape]:
     if not kind.step:
         return list(CHECK_POOL)
     return list(dict.fromkeys(s._replace(T=1) for s in CHECK_POOL))
+
+
+def _strategy(kind: _oracle.Kind, shapes: st.SearchStrategy[Shape] | None) -> st.SearchStrategy:
+    strategy = shapes if shapes is not None else oracle_shapes()
+    if kind.step:  # one step: T plays no part
+        strategy = strategy.map(lambda s: s._replace(T=1))
+    return strategy
 
 
 def _shape(shape: tuple[int, ...], kind: _oracle.Kind) -> Shape:
@@ -127,17 +157,17 @@ def _shape(shape: tuple[int, ...], kind: _oracle.Kind) -> Shape:
     return s._replace(T=1) if kind.step else s
 
 
-def _diagnose(kind, f: Failure, forward_fn, backward_fn, kwargs, tol, convert) -> list[str]:
+def _diagnose(u: _User, f: Failure) -> list[str]:
     """The report's extra lines: the first wrong step, a named bug, batch mixing."""
     ex: _oracle.Example = f.problem
     lines = []
-    if not kind.step and not kind.lengths:
-        lines = rnn_diagnosis(f, ex.problem, tol)
-    if kind.lengths:
+    if not u.kind.step and not u.kind.lengths:
+        lines = rnn_diagnosis(f, ex.problem, u.tol)
+    if u.kind.lengths:
         lines += _lengths_notes(f, ex)
     if ex.problem.x.shape[0] > 1 and not any(ln.startswith("looks like") for ln in lines):
         with x64():
-            mixing = _batch_mixing(kind, f, ex, forward_fn, backward_fn, kwargs, tol, convert)
+            mixing = _batch_mixing(u, f, ex)
         lines += [mixing] if mixing else []
     return lines
 
@@ -153,19 +183,16 @@ def _lengths_notes(f: Failure, ex: _oracle.Example) -> list[str]:
     return notes
 
 
-def _batch_mixing(kind, f: Failure, ex, forward_fn, backward_fn, kwargs, tol, convert):
+def _batch_mixing(u: _User, f: Failure, ex: _oracle.Example) -> str:
     """Runs the user's code on each row alone; names mixing if a row's answer changes."""
     p: Problem = ex.problem
     for n in range(p.x.shape[0]):
         rows = slice(n, n + 1)
         sub = p._replace(x=p.x[rows], h0=p.h0[rows], dh=p.dh[rows])
         lengths = None if ex.lengths is None else ex.lengths[rows]
-        one = _oracle.example_of(kind, sub, lengths)
-        shape = Shape(1, *f.shape[1:])
+        one = _oracle.example_of(u.kind, sub, lengths)
         try:
-            _oracle.run_example(
-                kind, forward_fn, backward_fn, one, shape, f.seed, kwargs, tol, convert
-            )
+            _run(u, one, Shape(1, *f.shape[1:]), f.seed)
         except Failure:
             continue  # this row alone is wrong too: not a batch effect
         return (

@@ -139,85 +139,117 @@ def check_bptt(
     if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
         raise ValueError(f"input_size must be a positive int, got {input_size!r}")
     out_fn = output if output is not None else _identity
-    reference = _reference(cell, out_fn)
-    convert = convert_inputs if convert_inputs is not None else (lambda a: a)
-
-    def problem(s: Shape2, seed_: int):
-        rng = np.random.default_rng(seed_)
-        p = params(rng) if callable(params) else _draw(params, rng)
-        s0 = state(rng, s.N) if callable(state) else _draw(state, rng, batch=s.N)
-        x = rng.standard_normal((s.N, s.T, input_size))
-        y1 = jax.eval_shape(lambda: out_fn(cell(p, s0, x[:, 0])))
-        dys = jax.tree.map(lambda y: rng.standard_normal((s.N, s.T, *y.shape[1:])), y1)
-        return jax.tree.map(np.asarray, (p, s0, x, dys))
-
-    def expected(p, s0, x, dys, N, T):
-        Np, Tp = (
-            max(f, 1 << max(n - 1, 0).bit_length()) for n, f in zip((N, T), _FLOORS, strict=True)
-        )
-        edge = {"mode": "edge"} if N and T else {}
-
-        def pad(a, n_time):  # rows (and steps) repeat the last real one: finite, and dys = 0
-            widths = [(0, Np - N)] + [(0, Tp - T)] * n_time + [(0, 0)] * (a.ndim - 1 - n_time)
-            return np.pad(a, widths, **edge)
-
-        zero = {"mode": "constant"}
-        dys_p = jax.tree.map(
-            lambda a: np.pad(a, [(0, Np - N), (0, Tp - T)] + [(0, 0)] * (a.ndim - 2), **zero), dys
-        )
-        ys, dx, ds0, dp = reference(p, jax.tree.map(lambda a: pad(a, 0), s0), pad(x, 1), dys_p)
-        ys = jax.tree.map(lambda a: np.asarray(a)[:N, :T], ys)
-        ds0 = jax.tree.map(lambda a: np.asarray(a)[:N], ds0)
-        return ys, np.asarray(dx)[:N, :T], ds0, jax.tree.map(np.asarray, dp)
-
-    def one(s, seed_: int):
-        s = Shape2(*s)
-        p, s0, x, dys = problem(s, seed_)
-        ys, dx, ds0, dp = expected(p, s0, x, dys, s.N, s.T)
-        names_y, names_s, names_p = _names("y", ys), _names("dstate0", ds0), _names("dparams", dp)
-        args = [jax.tree.map(lambda a: convert(a.copy()), t) for t in (x, s0, p)]
-        out = call_user("forward_fn", forward_fn, args, {}, s, seed_)
-        got_ys, cache = unpack("forward_fn", out, 2, "(ys, cache)", s, seed_)
-        want = dict(zip(names_y, jax.tree.leaves(ys), strict=True))
-        rows, got = _compare_tree(got_ys, want, tol, s, seed_, "forward_fn", "ys")
-        if all(r.ok for r in rows):
-            dys_u = jax.tree.map(lambda a: convert(a.copy()), dys)
-            grads = call_user("backward_fn", backward_fn, [dys_u, cache], {}, s, seed_)
-            gx, gs0, gp = unpack("backward_fn", grads, 3, "(dx, dstate0, dparams)", s, seed_)
-            want |= {"dx": dx}
-            r, got["dx"] = compare(gx, [dx], "dx", tol, s.N, s.T)
-            rows.append(r)
-            parts = ((gs0, names_s, "dstate0", ds0), (gp, names_p, "dparams", dp))
-            for tree, names, label, ref in parts:
-                w = dict(zip(names, jax.tree.leaves(ref), strict=True))
-                want |= w
-                more, g = _compare_tree(tree, w, tol, s, seed_, "backward_fn", label)
-                rows += more
-                got |= g
-        first_failure(rows, got, want, s, seed_)
-        return tuple(rows)
-
+    setup = _Setup(
+        cell, out_fn, _reference(cell, out_fn), params, state, input_size, forward_fn,
+        backward_fn, tol, convert_inputs if convert_inputs is not None else (lambda a: a),
+    )  # fmt: skip
     single = None
     if shape is not None:
         if len(shape) != 2 or not all(isinstance(n, (int, np.integer)) and n >= 1 for n in shape):
             raise ValueError(f"shape must be (N, T) of positive ints, got {shape!r}")
         single = (Shape2(*map(int, shape)), 0 if seed is None else int(seed))
     seen, failure, _ = drive(
-        one, pool=[Shape2(*s) for s in BPTT_POOL], strategy=st.sampled_from(BPTT_POOL),
-        max_examples=max_examples, derandomize=derandomize, single=single,
+        functools.partial(_one, setup), pool=[Shape2(*s) for s in BPTT_POOL],
+        strategy=st.sampled_from(BPTT_POOL), max_examples=max_examples,
+        derandomize=derandomize, single=single,
     )  # fmt: skip
     if failure is not None:
-        hit = (
-            locate("dx", failure.got.get("dx"), failure.want["dx"], tol)
-            if "dx" in failure.want
-            else None
-        )
-        failure.notes = [] if hit is None else [f"in time: {hit[1]}"]
-        repro = (
-            f"jaxrnn.testing.check_bptt(cell, forward_fn, backward_fn, ..., "
-            f"shape={tuple(failure.shape)}, seed={failure.seed})"
-        )
-        raise AssertionError(report("BPTT", failure, None, tol, repro)) from None
+        raise AssertionError(_failure_text(failure, tol)) from None
+
+
+def _failure_text(failure: Failure, tol: float) -> str:
+    """The report of a failed :func:`check_bptt`: where in time ``dx`` departs, a reproduction."""
+    hit = (
+        locate("dx", failure.got.get("dx"), failure.want["dx"], tol)
+        if "dx" in failure.want
+        else None
+    )
+    failure.notes = [] if hit is None else [f"in time: {hit[1]}"]
+    repro = (
+        f"jaxrnn.testing.check_bptt(cell, forward_fn, backward_fn, ..., "
+        f"shape={tuple(failure.shape)}, seed={failure.seed})"
+    )
+    return report("BPTT", failure, None, tol, repro)
+
+
+class _Setup(NamedTuple):
+    """What every example of one :func:`check_bptt` call shares."""
+
+    cell: Callable
+    output: Callable
+    reference: Callable  # _reference(cell, output)
+    params: Any
+    state: Any
+    input_size: int
+    forward_fn: Callable
+    backward_fn: Callable
+    tol: float
+    convert: Callable
+
+
+def _problem(c: _Setup, s: Shape2, seed: int) -> tuple:
+    """``(params, state0, x, dys)`` of one example, numpy float64."""
+    rng = np.random.default_rng(seed)
+    p = c.params(rng) if callable(c.params) else _draw(c.params, rng)
+    s0 = c.state(rng, s.N) if callable(c.state) else _draw(c.state, rng, batch=s.N)
+    x = rng.standard_normal((s.N, s.T, c.input_size))
+    y1 = jax.eval_shape(lambda: c.output(c.cell(p, s0, x[:, 0])))
+    dys = jax.tree.map(lambda y: rng.standard_normal((s.N, s.T, *y.shape[1:])), y1)
+    return jax.tree.map(np.asarray, (p, s0, x, dys))
+
+
+def _expected(reference: Callable, p, s0, x, dys, N: int, T: int) -> tuple:
+    """``(ys, dx, dstate0, dparams)`` of the reference, run padded to at least (4, 64)."""
+    Np, Tp = (max(f, 1 << max(n - 1, 0).bit_length()) for n, f in zip((N, T), _FLOORS, strict=True))
+    edge = {"mode": "edge"} if N and T else {}
+
+    def pad(a, n_time):  # rows (and steps) repeat the last real one: finite, and dys = 0
+        widths = [(0, Np - N)] + [(0, Tp - T)] * n_time + [(0, 0)] * (a.ndim - 1 - n_time)
+        return np.pad(a, widths, **edge)
+
+    zero = {"mode": "constant"}
+    dys_p = jax.tree.map(
+        lambda a: np.pad(a, [(0, Np - N), (0, Tp - T)] + [(0, 0)] * (a.ndim - 2), **zero), dys
+    )
+    ys, dx, ds0, dp = reference(p, jax.tree.map(lambda a: pad(a, 0), s0), pad(x, 1), dys_p)
+    ys = jax.tree.map(lambda a: np.asarray(a)[:N, :T], ys)
+    ds0 = jax.tree.map(lambda a: np.asarray(a)[:N], ds0)
+    return ys, np.asarray(dx)[:N, :T], ds0, jax.tree.map(np.asarray, dp)
+
+
+def _one(c: _Setup, s, seed: int) -> tuple:
+    """One example: the user's forward, then (if ``ys`` is right) backward; rows or ``Failure``."""
+    s = Shape2(*s)
+    p, s0, x, dys = _problem(c, s, seed)
+    ys, dx, ds0, dp = _expected(c.reference, p, s0, x, dys, s.N, s.T)
+    args = [jax.tree.map(lambda a: c.convert(a.copy()), t) for t in (x, s0, p)]
+    out = call_user("forward_fn", c.forward_fn, args, {}, s, seed)
+    got_ys, cache = unpack("forward_fn", out, 2, "(ys, cache)", s, seed)
+    want = dict(zip(_names("y", ys), jax.tree.leaves(ys), strict=True))
+    rows, got = _compare_tree(got_ys, want, c.tol, s, seed, "forward_fn", "ys")
+    if all(r.ok for r in rows):
+        more, got_b, want_b = _backward_rows(c, cache, dys, (dx, ds0, dp), s, seed)
+        rows, got, want = rows + more, got | got_b, want | want_b
+    first_failure(rows, got, want, s, seed)
+    return tuple(rows)
+
+
+def _backward_rows(c: _Setup, cache, dys, expected: tuple, s: Shape2, seed: int) -> tuple:
+    """``(rows, got, want)`` of ``dx``, ``dstate0...``, ``dparams...`` from the user's backward."""
+    dx, ds0, dp = expected
+    dys_u = jax.tree.map(lambda a: c.convert(a.copy()), dys)
+    grads = call_user("backward_fn", c.backward_fn, [dys_u, cache], {}, s, seed)
+    gx, gs0, gp = unpack("backward_fn", grads, 3, "(dx, dstate0, dparams)", s, seed)
+    want = {"dx": dx}
+    r, got_dx = compare(gx, [dx], "dx", c.tol, s.N, s.T)
+    rows, got = [r], {"dx": got_dx}
+    for tree, label, ref in ((gs0, "dstate0", ds0), (gp, "dparams", dp)):
+        w = dict(zip(_names(label, ref), jax.tree.leaves(ref), strict=True))
+        want |= w
+        more, g = _compare_tree(tree, w, c.tol, s, seed, "backward_fn", label)
+        rows += more
+        got |= g
+    return rows, got, want
 
 
 def _identity(state: Any) -> Any:

@@ -83,31 +83,10 @@ def model_bptt(p: Problem, **bug) -> dict[str, np.ndarray]:
         dh = _shift(dh, bug["dh_shift"])
     fp = {"a": df(a), "prev": df(hp)}.get(bug.get("fprime"), df(h))
     W = Wh if bug.get("untransposed") else Wh.T
-    da = np.zeros(dh.shape)
-    k = bug.get("window")
-    dh0 = np.zeros_like(h0)
-    if k:
-        for s in range(T):
-            d = dh[:, s]
-            for t in range(s, max(s - k, -1), -1):
-                da[:, t] += d * fp[:, t]
-                d = (d * fp[:, t]) @ W
-            if s < k:
-                dh0 += d
+    if bug.get("window"):
+        da, dh0 = _windowed(dh, fp, W, h0, bug["window"])
     else:
-        dnext = np.zeros_like(h0)
-        for t in reversed(range(T)):
-            if bug.get("reset_end") and t < T - 1 and (T - 1 - t) % bug["reset_end"] == 0:
-                dnext = np.zeros_like(dnext)
-            if bug.get("only_last") and t < T - bug["only_last"]:
-                continue  # steps before the last k are never visited: da = 0
-            da[:, t] = (dh[:, t] + dnext) * fp[:, t]  # §3
-            dnext = da[:, t] @ W
-            if bug.get("batch_sum"):
-                dnext = np.broadcast_to(dnext.sum(axis=0), dnext.shape)
-            if bug.get("reset_start") and t > 0 and t % bug["reset_start"] == 0:
-                dnext = np.zeros_like(dnext)
-        dh0 = dnext
+        da, dh0 = _carried(dh, fp, W, h0, bug)
     h_w = h if bug.get("dWh_shift") else hp
     dx = da @ Wx.T
     if bug.get("dx_shift"):
@@ -120,6 +99,38 @@ def model_bptt(p: Problem, **bug) -> dict[str, np.ndarray]:
         "db": da.sum(axis=(0, 1)),
         "delta": da,
     }
+
+
+def _windowed(dh, fp, W, h0, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(da, dh0)`` when each ``dh_t`` reaches back only k steps (a sliding-window cut)."""
+    da, dh0 = np.zeros(dh.shape), np.zeros_like(h0)
+    T = dh.shape[1]
+    for s in range(T):
+        d = dh[:, s]
+        for t in range(s, max(s - k, -1), -1):
+            da[:, t] += d * fp[:, t]
+            d = (d * fp[:, t]) @ W
+        if s < k:
+            dh0 += d
+    return da, dh0
+
+
+def _carried(dh, fp, W, h0, bug: dict) -> tuple[np.ndarray, np.ndarray]:
+    """``(da, dh0)`` of the document's loop (§3), with the carry bugs of :func:`model_bptt`."""
+    da, dnext = np.zeros(dh.shape), np.zeros_like(h0)
+    T = dh.shape[1]
+    for t in reversed(range(T)):
+        if bug.get("reset_end") and t < T - 1 and (T - 1 - t) % bug["reset_end"] == 0:
+            dnext = np.zeros_like(dnext)
+        if bug.get("only_last") and t < T - bug["only_last"]:
+            continue  # steps before the last k are never visited: da = 0
+        da[:, t] = (dh[:, t] + dnext) * fp[:, t]  # §3
+        dnext = da[:, t] @ W
+        if bug.get("batch_sum"):
+            dnext = np.broadcast_to(dnext.sum(axis=0), dnext.shape)
+        if bug.get("reset_start") and t > 0 and t % bug["reset_start"] == 0:
+            dnext = np.zeros_like(dnext)
+    return da, dnext
 
 
 def _shift(a: np.ndarray, by: int) -> np.ndarray:
