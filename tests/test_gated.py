@@ -34,8 +34,9 @@ cells = st.sampled_from(CELLS)
 dtypes = st.sampled_from((np.float32, np.float64))
 # float32: hand BPTT and autodiff sum the same terms in different orders (weight gradients
 # as one matmul over N*T rows vs per-step sums; σ and tanh rounding differ per gate), so
-# they differ by rounding: measured worst case 1.1e-6 relative over the pool; the
-# tolerance is helpers.TOL (2e-5, float64 1e-10). A wrong term is off by O(1e-1).
+# they differ by rounding: measured worst case 5.0e-7 (LSTM) and 3.4e-7 (GRU) relative
+# over the pool x 15 seeds (float64: 1.0e-15); the tolerance is helpers.TOL (float32
+# 2e-5, float64 1e-10). A wrong term is off by O(1e-1).
 
 
 def make(cell, shape, seed, dtype=np.float64):
@@ -167,7 +168,7 @@ def test_numpy_reference_matches(cell, shape, seed, dtype):
     assert_tree_close(grads, want, dtype, what=cell)
 
 
-@settings(max_examples=6)
+@settings(max_examples=4)
 @given(cells, st.sampled_from(SHAPES[1:5]), seeds)
 def test_jit_equals_eager(cell, shape, seed):
     """(d) the jit-compiled functions == the same code run op by op."""
@@ -219,7 +220,7 @@ OPTIONS = st.sampled_from(
 )
 
 
-@settings(max_examples=40)
+@settings(max_examples=24)
 @given(cells, shapes, seeds, OPTIONS, st.data())
 def test_options_hand_equals_autodiff(cell, shape, seed, options, data):
     """lengths (0 and T included), truncation, checkpoint (k = 1, k > T, T not divisible
