@@ -25,6 +25,7 @@ from ._checks import (
     check_same_shape,
     check_truncation,
 )
+from ._layer import Kind, register, run_layer
 
 Array = jax.Array
 
@@ -206,7 +207,7 @@ def lstm_step_backward(dnext_h, dnext_c, cache: LSTMStepCache):
       ``(D, 4H)``, ``(H, 4H)``, ``(4H,)``.
     """
     fn = "lstm_step_backward"
-    dnext_h = check_same_shape(fn, "dnext_h", dnext_h, "next_c", cache.next_c)
+    dnext_h = check_same_shape(fn, "dnext_h", dnext_h, "next_h", cache.next_c)
     dnext_c = check_same_shape(fn, "dnext_c", dnext_c, "next_c", cache.next_c)
     dprev_h, dprev_c, da = step_backward_math(
         cache.Wh.T, cache.gates, cache.next_c, cache.prev_c, dnext_h, dnext_c
@@ -299,29 +300,12 @@ def lstm_backward(dh, cache: LSTMCache) -> tuple[Array, ...]:
     return (dx, dh0, *g, dc0) if cache.has_c0 else (dx, dh0, *g)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _lstm(truncation, checkpoint, x, h0, c0, Wx, Wh, b, lengths, xi):
-    opts = rec.Options(lengths)
-    return rec.forward(LSTM_CELL, LSTMParams(Wx, Wh, b), x, (h0, c0), opts)[1]
-
-
-def _lstm_fwd(truncation, checkpoint, x, h0, c0, Wx, Wh, b, lengths, xi):
-    return forward_cache(x, h0, c0, LSTMParams(Wx, Wh, b), lengths, xi, truncation,
-                         checkpoint, True)  # fmt: skip
-
-
-def _lstm_bwd(truncation, checkpoint, cache, dh):
-    dx, dh0, dc0, g = backward_from_cache(dh, cache)  # §9
-    return dx, dh0, dc0, *g, None, None  # lengths and ξ get no cotangent
-
-
-_lstm.defvjp(_lstm_fwd, _lstm_bwd)
-
-
 def lstm_unchecked(x, h0, c0, p: LSTMParams, lengths=None, truncation=None, xi=None,
                    checkpoint=None) -> Array:  # fmt: skip
-    """:func:`lstm` on checked arguments (inside the library's own ``jit``)."""
-    return _lstm(truncation, checkpoint, x, h0, c0, *p, lengths, xi)
+    """:func:`lstm` on checked arguments: the library's one ``custom_vjp``
+    (``_layer.run_layer``) on the state ``[h0 | c0]``; its rule is the §9 BPTT."""
+    s = jnp.concatenate([h0, c0], axis=-1)  # (N, 2H): gradients reach h0 and c0 through it
+    return run_layer("lstm", "tanh", truncation, checkpoint, x, s, p, lengths, xi)[0]
 
 
 @partial(jax.jit, static_argnames=("truncation", "checkpoint"))
@@ -365,3 +349,27 @@ def init_lstm_params(key, D: int, H: int, dtype=jnp.float32, forget_bias: float 
     Wh = jnp.concatenate([orth(k, (H, H), dtype) for k in jax.random.split(kh, 4)], axis=1)
     b = jnp.zeros((4 * H,), dtype).at[H : 2 * H].set(forget_bias)
     return LSTMParams(Wx, Wh, b)
+
+
+def _split(s: Array) -> tuple[Array, Array]:
+    H = s.shape[-1] // 2
+    return s[..., :H], s[..., H:]
+
+
+def _check_layer(fn: str, x, s, p: LSTMParams):
+    h0, c0 = _split(s)
+    x, h0, c0, p, _, _ = _checked(fn, x, h0, c0, *p, None, None)
+    return x, jnp.concatenate([h0, c0], axis=-1), p
+
+
+register(
+    LSTMParams,
+    Kind(
+        "lstm",
+        lambda activation: LSTM_CELL,
+        _split,
+        lambda st: jnp.concatenate(st, axis=-1),
+        lambda p: 2 * p.Wh.shape[0],
+        _check_layer,
+    ),
+)
