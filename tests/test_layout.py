@@ -147,7 +147,6 @@ def test_the_length_check_counts_code_not_docstrings(tmp_path):
     assert [s.split(" ", 1)[1] for s in long_functions(f)] == ["long (52 lines)"]
 
 
-@pytest.mark.xfail(reason="engine refactor in progress", strict=False)
 def test_no_function_in_src_is_over_50_lines():
     offenders = [s for p in sorted(SRC.rglob("*.py")) for s in long_functions(p)]
     assert not offenders, f"functions over {MAX_FUNCTION_LINES} lines:\n" + "\n".join(offenders)

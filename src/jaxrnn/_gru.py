@@ -24,6 +24,7 @@ from ._checks import (
     check_same_shape,
     check_truncation,
 )
+from ._layer import Kind, register, run_layer
 
 Array = jax.Array
 
@@ -269,26 +270,10 @@ def gru_backward(dh, cache: GRUCache) -> tuple[Array, ...]:
     return dx, dh0, *g
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _gru(truncation, checkpoint, x, h0, Wx, Wh, bx, bh, lengths, xi):
-    return rec.forward(GRU_CELL, GRUParams(Wx, Wh, bx, bh), x, h0, rec.Options(lengths))[1]
-
-
-def _gru_fwd(truncation, checkpoint, x, h0, Wx, Wh, bx, bh, lengths, xi):
-    return forward_cache(x, h0, GRUParams(Wx, Wh, bx, bh), lengths, xi, truncation, checkpoint)
-
-
-def _gru_bwd(truncation, checkpoint, cache, dh):
-    dx, dh0, g = backward_from_cache(dh, cache)  # §10
-    return dx, dh0, *g, None, None  # lengths and ξ get no cotangent
-
-
-_gru.defvjp(_gru_fwd, _gru_bwd)
-
-
 def gru_unchecked(x, h0, p: GRUParams, lengths=None, truncation=None, xi=None, checkpoint=None):
-    """:func:`gru` on checked arguments (inside the library's own ``jit``)."""
-    return _gru(truncation, checkpoint, x, h0, *p, lengths, xi)
+    """:func:`gru` on checked arguments: the library's one ``custom_vjp``
+    (``_layer.run_layer``), whose rule is the §10 BPTT."""
+    return run_layer("gru", "tanh", truncation, checkpoint, x, h0, p, lengths, xi)[0]
 
 
 @partial(jax.jit, static_argnames=("truncation", "checkpoint"))
@@ -323,3 +308,21 @@ def init_gru_params(key, D: int, H: int, dtype=jnp.float32) -> GRUParams:
     Wh = jnp.concatenate([orth(k, (H, H), dtype) for k in jax.random.split(kh, 3)], axis=1)
     zeros = jnp.zeros((3 * H,), dtype)
     return GRUParams(Wx, Wh, zeros, zeros)
+
+
+def _check_layer(fn: str, x, h0, p: GRUParams):
+    x, h0, p, _, _ = _checked(fn, x, h0, *p, None, None)
+    return x, h0, p
+
+
+register(
+    GRUParams,
+    Kind(
+        "gru",
+        lambda activation: GRU_CELL,
+        lambda s: s,
+        lambda s: s,
+        lambda p: p.Wh.shape[0],
+        _check_layer,
+    ),
+)

@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._cell import rnn_step_forward
 from ._checks import (
     check_checkpoint,
     check_float_dtype,
@@ -24,6 +23,7 @@ from ._checks import (
     check_truncation,
     is_concrete,
 )
+from ._layer import forward_layer, kind_of, run_layer
 from ._layers import (
     _embedding_args,
     _temporal_softmax_loss,
@@ -36,9 +36,9 @@ from ._layers import (
     word_embedding_backward,
 )
 from ._lengths import mask as length_mask
-from ._rnn import rnn_unchecked
 from ._segmented import segmented_loss, segmented_loss_and_grads
 from ._stack import (
+    CELLS,
     BiRNNParams,
     backward_layers,
     check_hidden_sizes,
@@ -51,7 +51,7 @@ from ._stack import (
     zero_states,
 )
 from ._types import ModelParams
-from .reference import scan_rnn
+from .reference import scan_layer
 
 Array = jax.Array
 
@@ -65,6 +65,7 @@ def init(
     embed_size: int | None = None,
     bidirectional: bool = False,
     dtype=jnp.float32,
+    cell: str = "rnn",
 ) -> ModelParams:
     """Initialises :class:`ModelParams`.
 
@@ -80,6 +81,8 @@ def init(
       output_size: K, the number of classes (default ``vocab_size``).
       embed_size: E (default ``hidden_sizes[0]``).
       bidirectional: every layer a :class:`BiRNNParams` (not for :func:`predict_step`).
+      cell: ``"rnn"`` (default), ``"lstm"`` or ``"gru"``: the recurrent layers' cell
+        (:func:`jaxrnn.init_lstm_params`: forget-gate bias 1; :func:`jaxrnn.init_gru_params`).
       dtype: float32 (default) or float64.
     """
     check_hidden_sizes(hidden_sizes)
@@ -88,13 +91,16 @@ def init(
     for name, v in (("vocab_size", vocab_size), ("output_size", K), ("embed_size", E)):
         check_positive_int("init", name, v)
     check_float_dtype("init", dtype)
-    return _init(key, vocab_size, tuple(hidden_sizes), K, E, bidirectional, jnp.dtype(dtype))
+    if cell not in CELLS:
+        raise ValueError(f"init: cell must be one of {CELLS}, got {cell!r}")
+    hs = tuple(hidden_sizes)
+    return _init(key, vocab_size, hs, K, E, bidirectional, jnp.dtype(dtype), cell)
 
 
-@partial(jax.jit, static_argnums=(1, 2, 3, 4, 5, 6))
-def _init(key, vocab_size, hidden_sizes, K, E, bidirectional, dtype) -> ModelParams:
+@partial(jax.jit, static_argnums=(1, 2, 3, 4, 5, 6, 7))
+def _init(key, vocab_size, hidden_sizes, K, E, bidirectional, dtype, cell) -> ModelParams:
     ke, kl, kv = jax.random.split(key, 3)
-    layers = init_stack(kl, E, hidden_sizes, bidirectional=bidirectional, dtype=dtype)
+    layers = init_stack(kl, E, hidden_sizes, bidirectional=bidirectional, dtype=dtype, cell=cell)
     H_top = layer_size(layers[-1])
     V = jax.random.normal(kv, (H_top, K), dtype) / jnp.sqrt(jnp.asarray(H_top, dtype))
     return ModelParams(
@@ -103,7 +109,8 @@ def _init(key, vocab_size, hidden_sizes, K, E, bidirectional, dtype) -> ModelPar
 
 
 def init_state(params: ModelParams, N: int) -> tuple[Array, ...]:
-    """Zero initial states, one ``(N, H_l)`` per layer (``(N, 2 H_l)`` bidirectional).
+    """Zero initial states, one ``(N, S_l)`` per layer: ``S = H`` (RNN, GRU), ``2H`` for an
+    LSTM's ``[h | c]``, doubled when bidirectional.
 
     The carry of stateful chunked training: pass it as ``h0``, then pass each
     call's returned ``hT`` as the next call's ``h0``.
@@ -277,11 +284,17 @@ def _segmented_loss(params, h0, tokens, targets, w, lengths, xi, acts, truncatio
 
 
 def _sequence_fn(grad: str, acts, lengths, truncation, xi):
-    """One layer direction for the walk: ``rnn`` (custom_vjp) or the naive ``scan_rnn``."""
-    if grad == "hand":
-        return lambda x, h0, p, i: (rnn_unchecked(x, h0, p, acts[i], lengths, truncation, xi), None)
-    kw = dict(lengths=lengths, truncation=truncation, carry_weights=xi)
-    return lambda x, h0, p, i: (scan_rnn(x, h0, *p, acts[i], **kw), None)
+    """One layer direction for the walk, ``(h, final state, None)``: the library's
+    ``custom_vjp`` (hand BPTT) or the naive scan of :mod:`jaxrnn.reference` (autodiff)."""
+
+    def hand(x, s, p, i):
+        return (*run_layer(kind_of(p).name, acts[i], truncation, None, x, s, p, lengths, xi), None)
+
+    def autodiff(x, s, p, i):
+        kw = dict(lengths=lengths, truncation=truncation, carry_weights=xi)
+        return (*scan_layer(kind_of(p).name, acts[i], x, s, p, **kw), None)
+
+    return hand if grad == "hand" else autodiff
 
 
 @partial(jax.jit, static_argnums=(7, 8, 9))
@@ -329,8 +342,8 @@ def predict_step(
 
 @partial(jax.jit, static_argnums=(3,))
 def _predict_step(params, tokens, state, acts):
-    x, new = params.embed[tokens], []  # (N, E)
+    x, new = params.embed[tokens][:, None], []  # (N, 1, E): a one-step sequence
     for p, s, act in zip(params.layers, state, acts, strict=True):
-        x, _ = rnn_step_forward(x, s, *p, activation=act)  # §1
-        new.append(x)
-    return x @ params.V + params.c[None], tuple(new)  # §6: (N, K)
+        x, s, _ = forward_layer(kind_of(p), act, x, s, p, None, None, None)  # §1
+        new.append(s)
+    return x[:, 0] @ params.V + params.c[None], tuple(new)  # §6: (N, K)

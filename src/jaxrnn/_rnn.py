@@ -13,7 +13,8 @@ import jax
 
 from . import _recurrence as rec
 from ._cell import rnn_cell
-from ._checks import check_call, check_eager, check_same_shape
+from ._checks import check_call, check_eager, check_rnn_args, check_same_shape
+from ._layer import Kind, register, run_layer
 from ._types import RNNCache, RNNParams
 
 Array = jax.Array
@@ -171,34 +172,13 @@ def rnn_backward(dh: Array, cache: RNNCache) -> tuple[Array, Array, Array, Array
     return backward_from_cache(dh, cache)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
-def _rnn(activation, truncation, checkpoint, x, h0, Wx, Wh, b, lengths, carry_weights):
-    return hidden_states(x, h0, Wx, Wh, b, activation, lengths)
-
-
-def _rnn_fwd(activation, truncation, checkpoint, x, h0, Wx, Wh, b, lengths, xi):
-    # residuals: the inputs and h (or only the segment-start states with checkpoint)
-    return forward_cache(x, h0, Wx, Wh, b, lengths, xi, activation, truncation, checkpoint)
-
-
-def _rnn_bwd(activation, truncation, checkpoint, cache, dh):
-    # MATH.md §3, §5: (dx, dh0, dWx, dWh, db); lengths (integers) and carry_weights
-    # (a backward-only factor) get no cotangent
-    return (*backward_from_cache(dh, cache), None, None)
-
-
-_rnn.defvjp(_rnn_fwd, _rnn_bwd)
-
-
-def rnn_unchecked(x, h0, p: RNNParams, activation: str, lengths, truncation, xi, checkpoint=None):
-    """:func:`rnn` on checked arguments (inside the library's own ``jit``)."""
-    return _rnn(activation, truncation, checkpoint, x, h0, *p, lengths, xi)
-
-
 @partial(jax.jit, static_argnames=("activation", "truncation", "checkpoint"))
 def _rnn_jit(x, h0, Wx, Wh, b, lengths, carry_weights, *, activation, truncation, checkpoint):
-    args = check_call("rnn", x, h0, Wx, Wh, b, lengths, carry_weights, activation)
-    return _rnn(activation, truncation, checkpoint, *args)
+    x, h0, Wx, Wh, b, lengths, xi = check_call(
+        "rnn", x, h0, Wx, Wh, b, lengths, carry_weights, activation
+    )
+    p = RNNParams(Wx, Wh, b)
+    return run_layer("rnn", activation, truncation, checkpoint, x, h0, p, lengths, xi)[0]
 
 
 def rnn(
@@ -217,9 +197,10 @@ def rnn(
     """The RNN's hidden states, differentiable by the hand-derived BPTT.
 
     Forward: MATH.md §1 (``h_t = f(x_t @ Wx + h_{t-1} @ Wh + b)``) by ``lax.scan``.
-    Backward: a ``jax.custom_vjp`` whose rule is :func:`rnn_backward`
-    (MATH.md §3, §5), so ``jax.grad`` of any loss of ``rnn(...)`` runs the
-    hand-derived recursion instead of autodiff. Composes with ``jax.jit``,
+    Backward: a ``jax.custom_vjp`` whose rule is the BPTT of :func:`rnn_backward`
+    (MATH.md §3, §5; the library's one ``custom_vjp``, ``_layer.run_layer``), so
+    ``jax.grad`` of any loss of ``rnn(...)`` runs the hand-derived recursion instead
+    of autodiff. Composes with ``jax.jit``,
     ``jax.grad``, ``jax.value_and_grad`` and ``jax.vmap``.
 
     Args:
@@ -248,3 +229,14 @@ def rnn(
         x, h0, Wx, Wh, b, lengths, carry_weights,
         activation=activation, truncation=truncation, checkpoint=checkpoint,
     )  # fmt: skip
+
+
+def _check_layer(fn: str, x, h0, p: RNNParams):
+    x, h0, Wx, Wh, b = check_rnn_args(fn, x, h0, *p, x_layout="N, T, D", h_name="h0")
+    return x, h0, RNNParams(Wx, Wh, b)
+
+
+register(
+    RNNParams,
+    Kind("rnn", rnn_cell, lambda s: s, lambda s: s, lambda p: p.Wh.shape[0], _check_layer),
+)

@@ -1,10 +1,12 @@
-"""Stacked and bidirectional RNNs with the hand-derived backward pass down the layers (MATH.md §4).
+"""Stacked and bidirectional layers with the hand-derived backward pass down the layers (§4).
 
 Layer l's hidden sequence is layer l+1's input; going back, the ``dx`` that
 layer l+1's BPTT returns is layer l's upstream ``dh`` for all t at once. A
-bidirectional layer runs a forward RNN and a time-reversed one (each sequence
+bidirectional layer runs a forward layer and a time-reversed one (each sequence
 reversed within its valid length) and concatenates their outputs on the
-feature axis.
+feature axis. A layer is an RNN, LSTM or GRU: the cell is inferred from the
+parameters' type (``_layer.kind_of``); a layer's state is one ``(N, S)`` array
+(``[h | c]`` for the LSTM).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -22,41 +24,40 @@ from ._checks import (
     check_carry_weights,
     check_lengths_eagerly,
     check_positive_int,
-    check_rnn_args,
     check_same_shape,
     check_truncation,
 )
-from ._lengths import last_state, reverse
+from ._layer import LayerCache, backward_layer, forward_layer, kind_of
+from ._lengths import reverse
 from ._params import init_params
-from ._rnn import backward_from_cache, hidden_states
-from ._types import RNNCache, RNNParams
 
 Array = jax.Array
 
 
 class BiRNNParams(NamedTuple):
-    """One bidirectional layer: a forward-in-time RNN and a backward-in-time RNN.
+    """One bidirectional layer: a forward-in-time layer and a backward-in-time one.
 
-    Both read the same input ``(N, T, D)``; the layer outputs ``(N, T, 2H)``
-    ``= [h_fwd | h_bwd]`` and its state is ``(N, 2H)`` laid out the same way.
+    Both read the same input ``(N, T, D)`` and are of one cell (RNN, LSTM or GRU
+    parameters); the layer outputs ``(N, T, 2H)`` ``= [h_fwd | h_bwd]`` and its
+    state is ``[state_fwd | state_bwd]``, ``(N, 2S)``.
     """
 
-    fwd: RNNParams  # Wx (D, H), Wh (H, H), b (H,)
-    bwd: RNNParams  # Wx (D, H), Wh (H, H), b (H,), run on the time-reversed input
+    fwd: Any  # RNNParams | LSTMParams | GRUParams
+    bwd: Any  # the same type, run on the time-reversed input
 
 
-LayerParams = RNNParams | BiRNNParams
+LayerParams = Any  # RNNParams, LSTMParams, GRUParams, or a BiRNNParams of two
 
 
 @dataclasses.dataclass(frozen=True)
 class StackCache:
     """What :func:`stack_backward` needs: one cache per layer and the lengths.
 
-    A unidirectional layer's cache is an :class:`RNNCache`; a bidirectional
-    layer's is a pair ``(forward cache, backward cache)``.
+    A unidirectional layer's cache is a ``LayerCache``; a bidirectional layer's is
+    a pair ``(forward cache, backward cache)``.
     """
 
-    layers: tuple  # tuple[RNNCache | tuple[RNNCache, RNNCache], ...]
+    layers: tuple  # tuple[LayerCache | tuple[LayerCache, LayerCache], ...]
     lengths: Array | None  # (N,) or None
 
 
@@ -64,10 +65,28 @@ jax.tree_util.register_dataclass(StackCache, data_fields=["layers", "lengths"], 
 
 
 def layer_size(p: LayerParams) -> int:
-    """The output (and state) width of a layer: H, or 2H when bidirectional."""
+    """The output width of a layer: H (``Wh.shape[0]`` for every cell), 2H bidirectional."""
     if isinstance(p, BiRNNParams):
         return 2 * p.fwd.Wh.shape[0]
     return p.Wh.shape[0]
+
+
+def state_size(p: LayerParams) -> int:
+    """The width S of a layer's state array: H (RNN, GRU) or 2H (LSTM ``[h | c]``), twice
+    that when bidirectional."""
+    if isinstance(p, BiRNNParams):
+        return 2 * kind_of(p.fwd).state_size(p.fwd)
+    return kind_of(p).state_size(p)
+
+
+CELLS = ("rnn", "lstm", "gru")
+
+
+def _initializer(cell: str):
+    from ._gru import init_gru_params
+    from ._lstm import init_lstm_params
+
+    return {"rnn": init_params, "lstm": init_lstm_params, "gru": init_gru_params}[cell]
 
 
 def init_stack(
@@ -77,20 +96,26 @@ def init_stack(
     *,
     bidirectional: bool = False,
     dtype=jnp.float32,
+    cell: str = "rnn",
 ) -> tuple[LayerParams, ...]:
-    """Parameters of an L-layer stack, layer l ``Wx: (in_l, H_l)`` with ``in_1 = input_size``.
+    """Parameters of an L-layer stack, layer l ``Wx: (in_l, G_l)`` with ``in_1 = input_size``.
 
-    ``in_{l+1} = H_l`` (or ``2 H_l`` when bidirectional). Each RNN as :func:`jaxrnn.init_params`.
+    ``in_{l+1} = H_l`` (or ``2 H_l`` when bidirectional). ``cell``: ``"rnn"`` (each
+    layer as :func:`jaxrnn.init_params`), ``"lstm"`` (:func:`jaxrnn.init_lstm_params`)
+    or ``"gru"`` (:func:`jaxrnn.init_gru_params`).
     """
     check_hidden_sizes(hidden_sizes)
     check_positive_int("init_stack", "input_size", input_size)
+    if cell not in CELLS:
+        raise ValueError(f"init_stack: cell must be one of {CELLS}, got {cell!r}")
+    init = _initializer(cell)
     layers, d = [], input_size
     for H, k in zip(hidden_sizes, jax.random.split(key, len(hidden_sizes)), strict=True):
         if bidirectional:
             kf, kb = jax.random.split(k)
-            layers.append(BiRNNParams(init_params(kf, d, H, dtype), init_params(kb, d, H, dtype)))
+            layers.append(BiRNNParams(init(kf, d, H, dtype), init(kb, d, H, dtype)))
         else:
-            layers.append(init_params(k, d, H, dtype))
+            layers.append(init(k, d, H, dtype))
         d = layer_size(layers[-1])
     return tuple(layers)
 
@@ -120,8 +145,8 @@ def layer_activations(activations: str | Sequence[str], L: int) -> tuple[str, ..
 
 
 def zero_states(layers: Sequence[LayerParams], N: int) -> tuple[Array, ...]:
-    """``(N, H_l)`` (``(N, 2 H_l)`` bidirectional) zeros per layer, of the weights' dtype."""
-    return tuple(jnp.zeros((N, layer_size(p)), _dtype(p)) for p in layers)
+    """``(N, S_l)`` zeros per layer (see :func:`state_size`), of the weights' dtype."""
+    return tuple(jnp.zeros((N, state_size(p)), _dtype(p)) for p in layers)
 
 
 def _dtype(p: LayerParams):
@@ -129,7 +154,8 @@ def _dtype(p: LayerParams):
 
 
 def check_states(fn: str, h0: Sequence[Array], layers: Sequence[LayerParams], N: int) -> tuple:
-    """Checks one ``(N, H_l)`` state per layer (``(N, 2 H_l)`` bidirectional)."""
+    """Checks one ``(N, S_l)`` state per layer (:func:`state_size`: H, 2H for an LSTM's
+    ``[h | c]``, doubled when bidirectional)."""
     if not isinstance(h0, Sequence):
         raise ValueError(
             f"{fn}: h0 must be a sequence of {len(layers)} states (N, H_l), one per layer, "
@@ -141,10 +167,12 @@ def check_states(fn: str, h0: Sequence[Array], layers: Sequence[LayerParams], N:
             f"{fn}: h0 must hold one state per layer: expected {len(layers)}, got {len(h0)}"
         )
     for i, (h, p) in enumerate(zip(h0, layers, strict=True)):
-        want = (N, layer_size(p))
+        want = (N, state_size(p))
         if tuple(jnp.shape(h)) != want:
+            lstm = kind_of(p.fwd if isinstance(p, BiRNNParams) else p).name == "lstm"
             raise ValueError(
-                f"{fn}: h0[{i}] must have shape (N, H_{i}) = {want}, got {tuple(jnp.shape(h))}"
+                f"{fn}: h0[{i}] must have shape (N, H_{i}) = {want}"
+                f"{' (an LSTM layer carries [h | c])' if lstm else ''}, got {tuple(jnp.shape(h))}"
             )
     return h0
 
@@ -154,28 +182,26 @@ def walk(
 ) -> tuple[Array, tuple[Array, ...], tuple]:
     """The layer walk (MATH.md §1, §4): layer l's output is layer l+1's input.
 
-    ``run(x, h0, p, l) -> (h, extra)`` runs one direction of layer ``l`` on
-    ``x: (N, T, D_l)``. A bidirectional layer runs it forward and on the input
-    reversed within the lengths, and outputs ``[h_fwd | h_bwd]``. Returns the top
-    output, each layer's final state (last valid state) and the extras per layer
-    (a pair for a bidirectional layer). Used by :func:`stack_forward` (extras are
-    caches) and by the model's differentiable loss (extras are ``None``).
+    ``run(x, s, p, l) -> (h, final state, extra)`` runs one direction of layer ``l``
+    on ``x: (N, T, D_l)`` from state ``s: (N, S)``. A bidirectional layer runs it
+    forward and on the input reversed within the lengths, and outputs
+    ``[h_fwd | h_bwd]``. Returns the top output, each layer's final state (its
+    state after the last valid step) and the extras per layer (a pair for a
+    bidirectional layer). Used by :func:`stack_forward` (extras are caches) and by
+    the model's differentiable loss.
     """
     h, hT, extras = x, [], []
     for i, (p, s) in enumerate(zip(layers, h0, strict=True)):
         if isinstance(p, BiRNNParams):
-            H = p.fwd.Wh.shape[0]
-            sf, sb = s[:, :H], s[:, H:]
-            hf, ef = run(h, sf, p.fwd, i)  # (N, T, H)
-            hb, eb = run(reverse(h, lengths), sb, p.bwd, i)  # in reversed time
-            hT.append(
-                jnp.concatenate([last_state(hf, sf, lengths), last_state(hb, sb, lengths)], -1)
-            )
+            S = state_size(p) // 2
+            hf, sf, ef = run(h, s[:, :S], p.fwd, i)  # (N, T, H)
+            hb, sb, eb = run(reverse(h, lengths), s[:, S:], p.bwd, i)  # in reversed time
+            hT.append(jnp.concatenate([sf, sb], axis=-1))
             h = jnp.concatenate([hf, reverse(hb, lengths)], axis=-1)  # (N, T, 2H)
             extras.append((ef, eb))
         else:
-            h, e = run(h, s, p, i)
-            hT.append(last_state(h, s, lengths))
+            h, sT, e = run(h, s, p, i)
+            hT.append(sT)
             extras.append(e)
     return h, tuple(hT), tuple(extras)
 
@@ -226,11 +252,10 @@ def forward_layers(x, h0, layers, lengths, xi, acts, truncation):
     if xi is not None:
         xi = check_carry_weights("stack_forward", xi, jnp.shape(x)[1], jnp.result_type(x))
 
-    def run(x, h0, p, i):
-        fn = f"stack_forward (layer {i})"
-        x, h0, Wx, Wh, b = check_rnn_args(fn, x, h0, *p, x_layout="N, T, D", h_name="h0")
-        h = hidden_states(x, h0, Wx, Wh, b, acts[i], lengths)  # §1
-        return h, RNNCache(x, h0, Wx, Wh, h, acts[i], lengths, truncation, xi)
+    def run(x, s, p, i):
+        kind = kind_of(p)
+        x, s, p = kind.check(f"stack_forward (layer {i})", x, s, p)  # trace-time shapes
+        return forward_layer(kind, acts[i], x, s, p, lengths, xi, truncation)  # §1
 
     h, hT, caches = walk(x, h0, layers, run, lengths)
     return h, hT, StackCache(caches, lengths)
@@ -258,8 +283,10 @@ def stack_backward(
       gradients with the structure of ``layers``.
     """
     top = cache.layers[-1]
-    top_h = top.h if isinstance(top, RNNCache) else jnp.concatenate([top[0].h, top[1].h], -1)
-    dh = check_same_shape("stack_backward", "dh", dh, "the top layer's output", top_h)
+    N, T = (top if isinstance(top, LayerCache) else top[0]).x.shape[:2]
+    H = sum(c.params.Wh.shape[0] for c in (top if isinstance(top, tuple) else (top,)))
+    ref = jax.ShapeDtypeStruct((N, T, H), (top if isinstance(top, LayerCache) else top[0]).x.dtype)
+    dh = check_same_shape("stack_backward", "dh", dh, "the top layer's output", ref)
     return backward_layers(dh, cache)
 
 
@@ -270,17 +297,17 @@ def backward_layers(dh: Array, cache: StackCache, dhT: Sequence[Array] | None = 
     dh0s, dlayers = [], []
     L = len(cache.layers)
     for i, c in zip(reversed(range(L)), reversed(cache.layers), strict=True):
-        if isinstance(c, RNNCache):
+        if isinstance(c, LayerCache):
             dnext = None if dhT is None else dhT[i]
-            dh, dh0, *g = backward_from_cache(dh, c, dnext)  # §4: dx of this layer -> dh below
+            dh, dh0, g = backward_layer(dh, c, dnext)  # §4: dx of this layer -> dh below
             dh0s.append(dh0)
-            dlayers.append(RNNParams(*g))
+            dlayers.append(g)
         else:
             cf, cb = c
-            H = cf.h0.shape[-1]
-            dxf, dh0f, *gf = backward_from_cache(dh[..., :H], cf)
-            dxb, dh0b, *gb = backward_from_cache(reverse(dh[..., H:], lengths), cb)
+            H = cf.params.Wh.shape[0]
+            dxf, dh0f, gf = backward_layer(dh[..., :H], cf)
+            dxb, dh0b, gb = backward_layer(reverse(dh[..., H:], lengths), cb)
             dh = dxf + reverse(dxb, lengths)  # §4: both directions read x
             dh0s.append(jnp.concatenate([dh0f, dh0b], axis=-1))
-            dlayers.append(BiRNNParams(RNNParams(*gf), RNNParams(*gb)))
+            dlayers.append(BiRNNParams(gf, gb))
     return dh, tuple(reversed(dh0s)), tuple(reversed(dlayers))

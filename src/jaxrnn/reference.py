@@ -112,34 +112,13 @@ def scan_rnn(
     ``carry_weights`` ξ (T,): the state entering step t becomes
     ``sg(h) + ξ_t (h - sg(h))``, which scales the gradient through it by ξ_t.
     """
+    step = _rnn_step(Wx, Wh, b, activation)
+    return scan_cell(step, x, h0, lambda h: h, lengths, truncation, carry_weights)[0]
+
+
+def _rnn_step(Wx, Wh, b, activation):
     f = get_activation(activation).fn
-    N, T = x.shape[:2]
-    t = jnp.arange(T)
-    cut = (t % truncation == 0) & (t > 0) if truncation else jnp.zeros((T,), dtype=bool)
-    if lengths is None:
-        m = jnp.ones((T, N, 1), dtype=bool)
-    else:
-        lengths = jnp.asarray(lengths).astype(jnp.int32)  # narrow ints would wrap in arange(T)
-        m = (jnp.arange(T, dtype=jnp.int32)[:, None] < lengths[None, :])[:, :, None]
-
-    xi = jnp.ones((T,), x.dtype) if carry_weights is None else carry_weights
-
-    def step(h_prev, xs):
-        x_t, m_t, cut_t, xi_t = xs
-        if carry_weights is not None:
-            sg = jax.lax.stop_gradient(h_prev)
-            h_prev = sg + xi_t * (h_prev - sg)
-        if truncation:
-            h_prev = jnp.where(cut_t, jax.lax.stop_gradient(h_prev), h_prev)
-        h_t = f(x_t @ Wx + h_prev @ Wh + b[None])
-        if lengths is None:
-            return h_t, h_t
-        return jnp.where(m_t, h_t, h_prev), jnp.where(m_t, h_t, jnp.zeros_like(h_t))
-
-    if T == 0:
-        return jnp.zeros((N, 0, Wh.shape[0]), dtype=x.dtype)
-    _, h = jax.lax.scan(step, h0, (x.swapaxes(0, 1), m, cut, xi))  # (T, N, H)
-    return h.swapaxes(0, 1)
+    return lambda h_prev, x_t: f(x_t @ Wx + h_prev @ Wh + b[None])  # §1
 
 
 # --- The gated cells (MATH.md §9, §10): the same loop style, one step function each ---------
@@ -251,8 +230,11 @@ def gru_backward(dh, cache):
     return (dx, dprev_h, *grads)
 
 
-def _scan_gated(step, x, state0, out, lengths, truncation, carry_weights):
-    """The naive masked/truncated/ξ scan of :func:`scan_rnn` for any ``step(state, x_t)``."""
+def scan_cell(step, x, state0, out, lengths=None, truncation=None, carry_weights=None):
+    """The naive ``lax.scan`` of any cell, ``state_t = step(state_{t-1}, x_t)``, output
+    ``out(state_t)``, with the options of :func:`scan_rnn` (lengths freeze the state
+    and zero the output; truncation and ξ act on the carried state through
+    ``stop_gradient``). Returns ``(outputs (N, T, H), final state)``."""
     N, T = x.shape[:2]
     t = jnp.arange(T)
     cut = (t % truncation == 0) & (t > 0) if truncation else jnp.zeros((T,), dtype=bool)
@@ -274,32 +256,27 @@ def _scan_gated(step, x, state0, out, lengths, truncation, carry_weights):
         y = out(new)
         if lengths is None:
             return new, y
-        return jax.tree.map(lambda a, b: jnp.where(m_t, a, b), new, s), jnp.where(m_t, y, jnp.zeros_like(y))
+        return jax.tree.map(lambda a, b: jnp.where(m_t, a, b), new, s), jnp.where(
+            m_t, y, jnp.zeros_like(y)
+        )
 
     if T == 0:
-        return jnp.zeros((N, 0, out(state0).shape[-1]), dtype=x.dtype)
-    _, h = jax.lax.scan(body, state0, (x.swapaxes(0, 1), m, cut, xi))  # (T, N, H)
-    return h.swapaxes(0, 1)
+        return jnp.zeros((N, 0, out(state0).shape[-1]), dtype=x.dtype), state0
+    sT, h = jax.lax.scan(body, state0, (x.swapaxes(0, 1), m, cut, xi))  # (T, N, H)
+    return h.swapaxes(0, 1), sT
 
 
-def scan_lstm(x, h0, Wx, Wh, b, c0=None, *, lengths=None, truncation=None, carry_weights=None):
-    """Naive JAX LSTM forward for autodiff (§9): the input projection inside the loop, no
-    custom_vjp; options as in :func:`scan_rnn` (truncation and ξ act on ``(h, c)``)."""
-
+def _lstm_step(Wx, Wh, b):
     def step(s, x_t):
         h, c = s
         i, f, o, g = jnp.split(x_t @ Wx + h @ Wh + b[None], 4, axis=-1)
         c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
         return jax.nn.sigmoid(o) * jnp.tanh(c), c
 
-    c0 = jnp.zeros_like(h0) if c0 is None else c0
-    return _scan_gated(step, x, (h0, c0), lambda s: s[0], lengths, truncation, carry_weights)
+    return step
 
 
-def scan_gru(x, h0, Wx, Wh, bx, bh, *, lengths=None, truncation=None, carry_weights=None):
-    """Naive JAX GRU forward for autodiff (§10, torch's formulation); options as in
-    :func:`scan_rnn`."""
-
+def _gru_step(Wx, Wh, bx, bh):
     def step(h, x_t):
         xr, xz, xn = jnp.split(x_t @ Wx + bx[None], 3, axis=-1)
         hr, hz, hn = jnp.split(h @ Wh + bh[None], 3, axis=-1)
@@ -307,4 +284,31 @@ def scan_gru(x, h0, Wx, Wh, bx, bh, *, lengths=None, truncation=None, carry_weig
         n = jnp.tanh(xn + r * hn)
         return (1 - z) * n + z * h
 
-    return _scan_gated(step, x, h0, lambda s: s, lengths, truncation, carry_weights)
+    return step
+
+
+def scan_lstm(x, h0, Wx, Wh, b, c0=None, *, lengths=None, truncation=None, carry_weights=None):
+    """Naive JAX LSTM forward for autodiff (§9): the input projection inside the loop, no
+    custom_vjp; options as in :func:`scan_rnn` (truncation and ξ act on ``(h, c)``)."""
+    c0 = jnp.zeros_like(h0) if c0 is None else c0
+    step = _lstm_step(Wx, Wh, b)
+    return scan_cell(step, x, (h0, c0), lambda s: s[0], lengths, truncation, carry_weights)[0]
+
+
+def scan_gru(x, h0, Wx, Wh, bx, bh, *, lengths=None, truncation=None, carry_weights=None):
+    """Naive JAX GRU forward for autodiff (§10, torch's formulation); options as in
+    :func:`scan_rnn`."""
+    step = _gru_step(Wx, Wh, bx, bh)
+    return scan_cell(step, x, h0, lambda s: s, lengths, truncation, carry_weights)[0]
+
+
+def scan_layer(kind: str, activation: str, x, s, p, **options):
+    """``(h, final state)`` of one layer by the naive scan, the layer's state as one
+    ``(N, S)`` array (``[h | c]`` for ``kind="lstm"``): the model's autodiff path."""
+    if kind == "lstm":
+        H = s.shape[-1] // 2
+        step, s0, out = _lstm_step(*p), (s[:, :H], s[:, H:]), lambda st: st[0]
+        h, (hT, cT) = scan_cell(step, x, s0, out, **options)
+        return h, jnp.concatenate([hT, cT], axis=-1)
+    step = _gru_step(*p) if kind == "gru" else _rnn_step(*p, activation)
+    return scan_cell(step, x, s, lambda h: h, **options)
