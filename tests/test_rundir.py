@@ -109,6 +109,12 @@ BAD = {
     "lr-negative": (["--lr", "-0.1"], "--lr must be a finite number > 0"),
     "clip-zero": (["--clip", "0"], "--clip must be a number > 0"),
     "hidden-zero": (["--hidden", "0"], "--hidden must be a positive integer"),
+    "bptt-checkpoint-zero": (["--bptt-checkpoint", "0"], "--bptt-checkpoint must be a positive"),
+    "bptt-checkpoint-half": (["--bptt-checkpoint", "half"], "or 'sqrt', got 'half'"),
+    "bptt-checkpoint-autodiff": (
+        ["--bptt-checkpoint", "sqrt", "--grad", "autodiff"],
+        "--bptt-checkpoint needs --grad hand (the hand-derived BPTT), got --grad autodiff",
+    ),
     "seed-20-digits": (["--seed", "99999999999999999999"], "seed must be an integer in [0, 4294"),
     "seed-2**32+1": (["--seed", "4294967297"], "seed must be an integer in [0, 4294967296)"),
     "seed-negative": (["--seed", "-1"], "seed must be an integer in [0, 4294967296)"),

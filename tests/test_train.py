@@ -72,6 +72,37 @@ def test_hand_and_autodiff_give_the_same_losses(text, trained):
         np.testing.assert_allclose(a, h, rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.parametrize("k", [5, "sqrt"])  # seq-len 16: segments 5, 5, 5, 1; sqrt: 4 x 4
+def test_bptt_checkpoint_gives_the_same_losses(text, trained, k):
+    """--bptt-checkpoint (memory-bounded BPTT): the run of the full store, to float32 rounding."""
+    run = train(config(text, steps=60, bptt_checkpoint=k))
+    np.testing.assert_allclose(run.metrics["train_loss"], trained.metrics["train_loss"], rtol=2e-5)
+    for a, h in zip(leaves(run.params), leaves(trained.params), strict=True):
+        np.testing.assert_allclose(a, h, rtol=1e-3, atol=1e-4)
+
+
+def test_bptt_checkpoint_option(capsys):
+    """Validated (positive int or 'sqrt', hand gradients only) and shown by --help apart
+    from --checkpoint-every."""
+    from jaxrnn._cli import main
+    from jaxrnn.train import ConfigError
+
+    for value in (4, "sqrt", None):
+        assert TrainConfig(bptt_checkpoint=value).validate().bptt_checkpoint == value
+    bad = {0: "integer, got 0", "half": "integer or 'sqrt', got 'half'",
+           True: "integer or 'sqrt', got True", 1.5: "integer or 'sqrt', got 1.5"}  # fmt: skip
+    for value, match in bad.items():
+        with pytest.raises(ConfigError, match=f"--bptt-checkpoint must be a positive {match}"):
+            TrainConfig(bptt_checkpoint=value).validate()
+    with pytest.raises(ConfigError, match="--bptt-checkpoint needs --grad hand"):
+        TrainConfig(bptt_checkpoint="sqrt", grad="autodiff").validate()
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--bptt-checkpoint K|sqrt memory-bounded BPTT over each chunk" in out
+    assert "which saves files (default: off, every step stored)" in out
+
+
 def test_train_is_the_plain_stateful_tbptt_loop(text, trained):
     """train() == a direct loop: chunks in order, the hidden state carried, clip + Adam."""
     import optax

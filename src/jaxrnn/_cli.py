@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from . import _demo
-from .train._config import GRADS, TrainConfig, parse_seed
+from .train._config import GRADS, TrainConfig, parse_bptt_checkpoint, parse_seed
 
 _D = TrainConfig()
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -78,6 +78,18 @@ TRAIN_OPTIONS = [
         dict(
             choices=GRADS,
             help=f"gradients: the hand-derived BPTT or jax.grad autodiff (default: {_D.grad})",
+        ),
+    ),
+    (
+        "--bptt-checkpoint",
+        dict(
+            type=parse_bptt_checkpoint,
+            metavar="K|sqrt",
+            help="memory-bounded BPTT over each chunk: store the hidden states only every "
+            "K steps and recompute the rest going back (sqrt: K = ceil(sqrt(--seq-len))); "
+            "the same gradients in memory growing like sqrt(--seq-len), for a long "
+            "--seq-len; needs --grad hand; unrelated to --checkpoint-every, which saves "
+            "files (default: off, every step stored)",
         ),
     ),
     ("--seed", dict(type=parse_seed, help=f"{SEED_HELP} (default: {_D.seed})")),

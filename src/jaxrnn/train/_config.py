@@ -16,6 +16,7 @@ RESUMABLE = frozenset(
         "lr",
         "clip",
         "grad",
+        "bptt_checkpoint",
         "out",
         "resume",
         "checkpoint_every",
@@ -71,6 +72,27 @@ def _check_number(value, flag: str, *, finite: bool) -> None:
         raise ConfigError(f"{flag} must be {want}, got {value!r}")
 
 
+def parse_bptt_checkpoint(text: str) -> int | str:
+    """An argparse ``type``: a decimal int, else the text as given (``validate`` judges it)."""
+    try:
+        return int(text, 10)
+    except ValueError:
+        return text
+
+
+def _check_bptt_checkpoint(value, grad: str) -> None:
+    if value is None:
+        return
+    if value != "sqrt" and not (isinstance(value, int) and not isinstance(value, bool)):
+        raise ConfigError(f"--bptt-checkpoint must be a positive integer or 'sqrt', got {value!r}")
+    if value != "sqrt":
+        check_int(value, "--bptt-checkpoint", 1)
+    if grad != "hand":
+        raise ConfigError(
+            f"--bptt-checkpoint needs --grad hand (the hand-derived BPTT), got --grad {grad}"
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Configuration of a training run (the options of ``jaxrnn train``).
@@ -86,6 +108,10 @@ class TrainConfig:
       lr: Adam learning rate.
       clip: maximum global gradient norm (``optax.clip_by_global_norm``).
       grad: ``"hand"`` (hand-derived BPTT) or ``"autodiff"`` (``jax.grad``).
+      bptt_checkpoint: memory-bounded BPTT over each chunk (``checkpoint=`` of
+        :func:`jaxrnn.model.loss_and_grads`, MATH.md §8): a segment length k or
+        ``"sqrt"``; None stores every step. The same gradients in memory growing like
+        ``sqrt(seq_len)``; ``grad="hand"`` only. (Not ``checkpoint_every``: files.)
       seed: seeds the initialisation, the epoch offsets and the samples.
       out: run directory; None writes nothing (library use).
       resume: continue the run in ``out`` from its checkpoint.
@@ -106,6 +132,7 @@ class TrainConfig:
     lr: float = 3e-3
     clip: float = 1.0
     grad: str = "hand"
+    bptt_checkpoint: int | str | None = None
     seed: int = 0
     out: str | None = None
     resume: bool = False
@@ -127,6 +154,7 @@ class TrainConfig:
         _check_number(self.clip, "--clip", finite=False)  # inf: no clipping
         if self.grad not in GRADS:
             raise ConfigError(f"--grad must be one of {', '.join(GRADS)}, got {self.grad!r}")
+        _check_bptt_checkpoint(self.bptt_checkpoint, self.grad)
         return self
 
     def to_dict(self) -> dict:

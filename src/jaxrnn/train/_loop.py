@@ -276,7 +276,9 @@ def _setup(config: TrainConfig, corpus: Corpus) -> tuple[_Run, TrainState, int]:
     train_ids, val_ids = split(vocab.encode(corpus.text), config.batch, config.seq_len)
     repl, data_sh = shardings(config.batch)
     val = put(val_chunks(val_ids, config.batch, config.seq_len, config.val_chars), data_sh)
-    opt, update = optimizer_and_step(config.lr, config.clip, config.grad, repl, data_sh)
+    opt, update = optimizer_and_step(
+        config.lr, config.clip, config.grad, repl, data_sh, config.bptt_checkpoint
+    )
     k_init, k_sample = jax.random.split(jax.random.PRNGKey(config.seed))
     params = model.init(k_init, vocab.size, [config.hidden] * config.layers, dtype=jnp.float32)
     zeros = model.init_state(params, config.batch)

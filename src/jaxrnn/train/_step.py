@@ -44,7 +44,7 @@ def put(tree, sharding):
 
 
 @functools.lru_cache(maxsize=16)  # the same settings reuse one compiled step (notebooks, tests)
-def optimizer_and_step(lr: float, clip: float, grad: str, repl, data_sh):
+def optimizer_and_step(lr: float, clip: float, grad: str, repl, data_sh, checkpoint=None):
     """The optax optimizer (Adam after ``clip_by_global_norm``) and the jitted update.
 
     The update maps ``(params, opt_state, carry, tokens, targets)`` to
@@ -54,6 +54,8 @@ def optimizer_and_step(lr: float, clip: float, grad: str, repl, data_sh):
     one optimizer step, and each layer's final state as the next carry;
     ``finite`` is False if the loss, a gradient or a new parameter is inf or NaN.
     ``repl``/``data_sh``: the shardings of :func:`shardings` (None on one device).
+    ``checkpoint``: ``None``, a segment length k or ``"sqrt"``, passed to
+    :func:`jaxrnn.model.loss_and_grads` (memory-bounded BPTT; ``grad="hand"`` only).
     """
     import optax
 
@@ -62,7 +64,9 @@ def optimizer_and_step(lr: float, clip: float, grad: str, repl, data_sh):
 
     def step(params, opt_state, carry, tokens, targets):
         if grad == "hand":
-            loss, grads, carry = model.loss_and_grads(params, tokens, targets, h0=carry)
+            loss, grads, carry = model.loss_and_grads(
+                params, tokens, targets, h0=carry, checkpoint=checkpoint
+            )
         else:
             (loss, carry), grads = auto(params, tokens, targets, h0=carry)
         # optax relies on numpy's implicit promotion (e.g. ``b1 ** count`` with an int
