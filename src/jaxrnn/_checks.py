@@ -122,6 +122,12 @@ def check_same_shape(fn: str, name: str, arr: object, ref_name: str, ref: Array)
     return jnp.asarray(arr)
 
 
+def check_dh(fn: str, dh: object, x: Array, H: int, ref_name: str = "h") -> Array:
+    """Checks the upstream gradient ``dh: (N, T, H)`` of a sequence with input ``x: (N, T, D)``."""
+    ref = jax.ShapeDtypeStruct((*x.shape[:2], H), x.dtype)
+    return check_same_shape(fn, "dh", dh, ref_name, ref)
+
+
 def is_concrete(x: object) -> bool:
     """True when ``x`` holds values (not a tracer), so value checks are possible."""
     return not isinstance(x, jax.core.Tracer)
@@ -260,7 +266,8 @@ def check_eager(fn: str, x: object, activation: object, lengths, truncation, che
     """
     if isinstance(x, (str, bytes)):
         raise TypeError(f"{fn}: x must be an array, got {type(x).__name__}")
-    check_activation(fn, activation)
+    if activation is not None:  # the gated cells have none
+        check_activation(fn, activation)
     truncation = check_truncation(fn, truncation)
     checkpoint = check_checkpoint(fn, checkpoint, x)
     return check_lengths_eagerly(fn, x, lengths), truncation, checkpoint

@@ -15,14 +15,13 @@ import jax.numpy as jnp
 
 from . import _recurrence as rec
 from ._checks import (
-    check_checkpoint,
+    check_dh,
+    check_eager,
     check_float_dtype,
     check_gated_args,
     check_gated_call,
-    check_lengths_eagerly,
     check_positive_int,
     check_same_shape,
-    check_truncation,
 )
 from ._layer import Kind, register, run_layer
 
@@ -241,10 +240,9 @@ def gru_forward(
       ``(h, cache)``: ``h`` ``(N, T, H)`` and the :class:`GRUCache` for
       :func:`gru_backward`. Jit-compiled (``truncation``, ``checkpoint`` static).
     """
-    fn = "gru_forward"
-    truncation = check_truncation(fn, truncation)
-    checkpoint = check_checkpoint(fn, checkpoint, x)
-    lengths = check_lengths_eagerly(fn, x, lengths)
+    lengths, truncation, checkpoint = check_eager(
+        "gru_forward", x, None, lengths, truncation, checkpoint
+    )
     return _gru_forward(x, h0, Wx, Wh, bx, bh, lengths, carry_weights,
                         truncation=truncation, checkpoint=checkpoint)  # fmt: skip
 
@@ -264,8 +262,7 @@ def gru_backward(dh, cache: GRUCache) -> tuple[Array, ...]:
       ``(dx, dh0, dWx, dWh, dbx, dbh)``: ``(N, T, D)``, ``(N, H)``, ``(D, 3H)``,
       ``(H, 3H)``, ``(3H,)``, ``(3H,)``.
     """
-    ref = jax.ShapeDtypeStruct(cache.x.shape[:2] + cache.h0.shape[1:], cache.x.dtype)
-    dh = check_same_shape("gru_backward", "dh", dh, "h", ref)
+    dh = check_dh("gru_backward", dh, cache.x, cache.h0.shape[-1])
     dx, dh0, g = backward_from_cache(dh, cache)
     return dx, dh0, *g
 
@@ -289,9 +286,7 @@ def gru(
     """The GRU's outputs ``h: (N, T, H)`` (MATH.md §10), differentiable by the hand BPTT:
     a ``jax.custom_vjp`` whose rule is :func:`gru_backward`. Arguments as in
     :func:`gru_forward`. Composes with ``jit``, ``grad`` and ``vmap``."""
-    truncation = check_truncation("gru", truncation)
-    checkpoint = check_checkpoint("gru", checkpoint, x)
-    lengths = check_lengths_eagerly("gru", x, lengths)
+    lengths, truncation, checkpoint = check_eager("gru", x, None, lengths, truncation, checkpoint)
     return _gru_jit(x, h0, Wx, Wh, bx, bh, lengths, carry_weights,
                     truncation=truncation, checkpoint=checkpoint)  # fmt: skip
 

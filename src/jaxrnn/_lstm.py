@@ -16,14 +16,13 @@ import jax.numpy as jnp
 
 from . import _recurrence as rec
 from ._checks import (
-    check_checkpoint,
+    check_dh,
+    check_eager,
     check_float_dtype,
     check_gated_args,
     check_gated_call,
-    check_lengths_eagerly,
     check_positive_int,
     check_same_shape,
-    check_truncation,
 )
 from ._layer import Kind, register, run_layer
 
@@ -267,10 +266,9 @@ def lstm_forward(
       ``(h, cache)``: ``h`` ``(N, T, H)`` and the :class:`LSTMCache` for
       :func:`lstm_backward`. Jit-compiled (``truncation``, ``checkpoint`` static).
     """
-    fn = "lstm_forward"
-    truncation = check_truncation(fn, truncation)
-    checkpoint = check_checkpoint(fn, checkpoint, x)
-    lengths = check_lengths_eagerly(fn, x, lengths)
+    lengths, truncation, checkpoint = check_eager(
+        "lstm_forward", x, None, lengths, truncation, checkpoint
+    )
     return _lstm_forward(x, h0, c0, Wx, Wh, b, lengths, carry_weights,
                          truncation=truncation, checkpoint=checkpoint)  # fmt: skip
 
@@ -294,8 +292,7 @@ def lstm_backward(dh, cache: LSTMCache) -> tuple[Array, ...]:
       ``(4H,)``; when ``lstm_forward`` was given ``c0`` (``cache.has_c0``), a 6-tuple
       with ``dc0`` ``(N, H)`` appended: ``(dx, dh0, dWx, dWh, db, dc0)``.
     """
-    ref = jax.ShapeDtypeStruct(cache.x.shape[:2] + cache.h0.shape[1:], cache.x.dtype)
-    dh = check_same_shape("lstm_backward", "dh", dh, "h", ref)
+    dh = check_dh("lstm_backward", dh, cache.x, cache.h0.shape[-1])
     dx, dh0, dc0, g = backward_from_cache(dh, cache)
     return (dx, dh0, *g, dc0) if cache.has_c0 else (dx, dh0, *g)
 
@@ -324,9 +321,7 @@ def lstm(
     ``h0``, ``c0`` (when given), ``Wx``, ``Wh`` and ``b``. Arguments as in
     :func:`lstm_forward`. Composes with ``jit``, ``grad`` and ``vmap``.
     """
-    truncation = check_truncation("lstm", truncation)
-    checkpoint = check_checkpoint("lstm", checkpoint, x)
-    lengths = check_lengths_eagerly("lstm", x, lengths)
+    lengths, truncation, checkpoint = check_eager("lstm", x, None, lengths, truncation, checkpoint)
     return _lstm_jit(x, h0, c0, Wx, Wh, b, lengths, carry_weights,
                      truncation=truncation, checkpoint=checkpoint)  # fmt: skip
 

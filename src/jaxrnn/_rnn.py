@@ -13,7 +13,7 @@ import jax
 
 from . import _recurrence as rec
 from ._cell import rnn_cell
-from ._checks import check_call, check_eager, check_rnn_args, check_same_shape
+from ._checks import check_call, check_dh, check_eager, check_rnn_args
 from ._layer import Kind, register, run_layer
 from ._types import RNNCache, RNNParams
 
@@ -163,12 +163,7 @@ def rnn_backward(dh: Array, cache: RNNCache) -> tuple[Array, Array, Array, Array
       ``(dx, dh0, dWx, dWh, db)`` with shapes ``(N, T, D)``, ``(N, H)``,
       ``(D, H)``, ``(H, H)``, ``(H,)``. For T = 0 all are zero.
     """
-    ref = (
-        cache.h
-        if cache.checkpoint is None
-        else jax.ShapeDtypeStruct((*cache.x.shape[:2], cache.Wh.shape[0]), cache.x.dtype)
-    )
-    dh = check_same_shape("rnn_backward", "dh", dh, "the cached h", ref)
+    dh = check_dh("rnn_backward", dh, cache.x, cache.Wh.shape[0], "the cached h")
     return backward_from_cache(dh, cache)
 
 
