@@ -1,10 +1,10 @@
-"""flax linen ``SimpleCell`` / ``nn.RNN`` parameter trees to and from jaxrnn weights.
+"""flax linen ``nn.RNN`` / ``nn.Bidirectional`` / ``nn.Sequential`` trees to and from
+jaxrnn layers, each cell a ``SimpleCell``, ``LSTMCell`` / ``OptimizedLSTMCell`` or
+``GRUCell`` (the cells' mappings are in ``_flax_cells``).
 
-flax's ``SimpleCell`` computes ``h_t = f(Dense_i(x_t) + Dense_h(h_{t-1}))`` with
-``(in, out)`` kernels and a bias on ``i`` only, which is MATH.md §1 with
-``Wx = i/kernel``, ``Wh = h/kernel``, ``b = i/bias``: nothing is transposed. With
-``residual=True`` the cell adds ``h_{t-1}`` before ``f``, i.e. ``Wh = h/kernel + I``.
-flax itself is never imported: the trees are dicts of jax arrays.
+The cell is read from the params type going out (:class:`RNNParams`,
+:class:`LSTMParams`, :class:`GRUParams`) and from the dense names coming in
+(``i``/``h``, ``ii``..``ho``, ``ir``..``hn``). flax itself is never imported.
 """
 
 from __future__ import annotations
@@ -12,88 +12,70 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import jax.numpy as jnp
-import numpy as np
-
-from .. import BiRNNParams, RNNParams
-from ._torch import Layer, _check_layer, _is_pair, _np, as_stack
-
-
-def _unwrap(tree: Any, fn: str) -> Mapping[str, Any]:
-    if not isinstance(tree, Mapping):
-        raise TypeError(f"{fn}: expected a flax parameter dict, got {type(tree).__name__}")
-    return tree["params"] if set(tree) == {"params"} else tree  # accept {"params": ...}
-
-
-def _get(tree: Mapping[str, Any], path: str, fn: str) -> Any:
-    node: Any = tree
-    for part in path.split("/"):
-        if not isinstance(node, Mapping) or part not in node:
-            raise KeyError(f"{fn}: missing key {path!r} (have {sorted(node)})")
-        node = node[part]
-    return node
+from .. import BiRNNParams, GRUParams, LSTMParams
+from ._flax_cells import (
+    from_flax_gru_cell,
+    from_flax_lstm_cell,
+    from_flax_simple_cell,
+    get,
+    to_flax_gru_cell,
+    to_flax_lstm_cell,
+    to_flax_simple_cell,
+    unwrap,
+)
+from ._validate import Cell, Layer, as_stack, is_layer
 
 
-def to_flax_simple_cell(params: RNNParams, *, residual: bool = False) -> dict[str, Any]:
-    """The parameter tree of a flax linen ``SimpleCell`` with jaxrnn's weights.
-
-    ``{"i": {"kernel": Wx (D, H), "bias": b (H,)}, "h": {"kernel": Wh (H, H)}}``:
-    flax kernels are ``(in, out)`` like jaxrnn's, so nothing is transposed
-    (MATH.md §1). ``residual=True`` targets ``SimpleCell(residual=True)``, which
-    adds ``h_{t-1}`` before ``f``: then ``h/kernel = Wh - I``.
-
-    Returns:
-      The tree to pass as ``cell.apply({"params": tree}, h, x)``; jax arrays.
-    """
-    Wx, Wh, b = _check_layer(params, "to_flax_simple_cell")
-    if residual:
-        Wh = Wh - np.eye(Wh.shape[0], dtype=Wh.dtype)
-    return {
-        "i": {"kernel": jnp.asarray(Wx), "bias": jnp.asarray(b)},
-        "h": {"kernel": jnp.asarray(Wh)},
-    }
+def _cell_to_flax(p: Cell, residual: bool) -> dict[str, Any]:
+    if isinstance(p, LSTMParams):
+        return to_flax_lstm_cell(p)
+    if isinstance(p, GRUParams):
+        return to_flax_gru_cell(p)
+    return to_flax_simple_cell(p, residual=residual)
 
 
-def from_flax_simple_cell(tree: Mapping[str, Any], *, residual: bool = False) -> RNNParams:
-    """jaxrnn weights from a flax ``SimpleCell`` tree (``{"params": ...}`` also accepted).
-
-    ``Wx = i/kernel``, ``Wh = h/kernel`` (``+ I`` with ``residual=True``), ``b = i/bias``.
-
-    Raises:
-      KeyError: ``i/kernel``, ``i/bias`` or ``h/kernel`` is missing.
-      ValueError: ``h`` has a bias (jaxrnn has one bias per layer) or shapes disagree.
-    """
-    fn = "from_flax_simple_cell"
-    tree = _unwrap(tree, fn)
-    Wx, b, Wh = (_np(_get(tree, k, fn), k) for k in ("i/kernel", "i/bias", "h/kernel"))
-    if "bias" in _get(tree, "h", fn):
-        raise ValueError(f"{fn}: 'h/bias' is not supported: SimpleCell's h has no bias")
-    if residual:
-        Wh = Wh + np.eye(Wh.shape[0], dtype=Wh.dtype)
-    params = RNNParams(jnp.asarray(Wx), jnp.asarray(Wh), jnp.asarray(b))
-    _check_layer(params, fn)
-    return params
+def _cell_from_flax(tree: Mapping[str, Any], residual: bool, fn: str) -> Cell:
+    """The cell from its dense names: ``i`` SimpleCell, ``ii`` LSTM, ``ir`` GRU."""
+    names = set(tree) if isinstance(tree, Mapping) else set()
+    if "i" in names:
+        return from_flax_simple_cell(tree, residual=residual)
+    if "ii" in names:
+        return from_flax_lstm_cell(tree)
+    if "ir" in names:
+        return from_flax_gru_cell(tree)
+    if {"if", "in", "hf", "hn"} <= names:
+        raise ValueError(
+            f"{fn}: this is a flax MGUCell (denses {sorted(names)}): its one forget gate "
+            "has no jaxrnn equivalent (jaxrnn has the RNN, LSTM and GRU)"
+        )
+    raise KeyError(
+        f"{fn}: a cell needs 'i' (SimpleCell), 'ii' (LSTMCell) or 'ir' (GRUCell), "
+        f"got {sorted(names)}"
+    )
 
 
 def to_flax_rnn(
     layers: Layer | Sequence[Layer], *, bidirectional: bool | None = None, residual: bool = False
 ) -> dict[str, Any]:
-    """The parameter tree of flax ``nn.RNN(SimpleCell)`` modules with jaxrnn's weights.
+    """The parameter tree of flax ``nn.RNN`` modules with jaxrnn's weights.
 
-    - an :class:`RNNParams` -> ``{"cell": cell}`` for ``nn.RNN(nn.SimpleCell(H))``;
+    - one cell's params -> ``{"cell": cell}`` for ``nn.RNN(cell)``: an
+      :class:`RNNParams` for ``SimpleCell``, :class:`LSTMParams` for ``LSTMCell``
+      or ``OptimizedLSTMCell``, :class:`GRUParams` for ``GRUCell``;
     - a :class:`BiRNNParams` (or a ``(fwd, bwd)`` tuple with ``bidirectional=True``)
       -> ``{"forward_rnn": {"cell": ...}, "backward_rnn": {"cell": ...}}`` for
       ``nn.Bidirectional(nn.RNN(...), nn.RNN(...))``;
     - a tuple of layers -> ``{"layers_0": ..., "layers_1": ...}`` for an
-      ``nn.Sequential`` of those modules (kinds and sizes may differ per layer).
+      ``nn.Sequential`` of those modules (cells and sizes may differ per layer).
 
-    Each cell as in :func:`to_flax_simple_cell` (MATH.md §1).
+    Each cell as in :func:`to_flax_simple_cell` (``residual`` applies to these),
+    :func:`to_flax_lstm_cell` or :func:`to_flax_gru_cell`.
     """
-    single = isinstance(layers, (RNNParams, BiRNNParams)) or (bidirectional and _is_pair(layers))
+    single = is_layer(layers, bidirectional)
     stack = as_stack(layers, bidirectional, "to_flax_rnn")
 
     def module(dirs):
-        cells = [{"cell": to_flax_simple_cell(p, residual=residual)} for p in dirs]
+        cells = [{"cell": _cell_to_flax(p, residual)} for p in dirs]
         if len(cells) == 1:
             return cells[0]
         return dict(zip(("forward_rnn", "backward_rnn"), cells, strict=True))
@@ -107,29 +89,29 @@ def from_flax_rnn(tree: Mapping[str, Any], *, residual: bool = False) -> Layer |
     """jaxrnn weights from an ``nn.RNN`` / ``nn.Bidirectional`` / ``nn.Sequential`` tree.
 
     The inverse of :func:`to_flax_rnn`; the structure is read from the keys:
-    ``cell`` -> :class:`RNNParams`; ``forward_rnn``/``backward_rnn`` ->
-    :class:`BiRNNParams`; ``layers_0..`` -> a tuple of layers. ``{"params": ...}``
+    ``cell`` -> one cell's params (:class:`RNNParams`, :class:`LSTMParams` or
+    :class:`GRUParams`, by the cell's dense names); ``forward_rnn``/``backward_rnn``
+    -> :class:`BiRNNParams`; ``layers_0..`` -> a tuple of layers. ``{"params": ...}``
     is also accepted.
 
     Raises:
-      KeyError: none of those keys, or a cell without ``i/kernel``, ``i/bias``, ``h/kernel``.
+      KeyError: none of those keys, or a cell of none of those kinds.
+      ValueError: a flax ``MGUCell`` (no jaxrnn equivalent), or the cell's errors.
     """
     fn = "from_flax_rnn"
-    tree = _unwrap(tree, fn)
+    tree = unwrap(tree, fn)
     if "cell" in tree:
-        return from_flax_simple_cell(tree["cell"], residual=residual)
+        return _cell_from_flax(tree["cell"], residual, fn)
     if "forward_rnn" in tree or "backward_rnn" in tree:
-        return BiRNNParams(
-            *(
-                from_flax_simple_cell(_get(tree, f"{d}/cell", fn), residual=residual)
-                for d in ("forward_rnn", "backward_rnn")
-            )
-        )
+        dirs = [
+            _cell_from_flax(get(tree, f"{d}/cell", fn), residual, fn)
+            for d in ("forward_rnn", "backward_rnn")
+        ]
+        as_stack(BiRNNParams(*dirs), True, fn)  # one cell in both directions
+        return BiRNNParams(*dirs)
     n = sum(f"layers_{k}" in tree for k in range(len(tree)))
     if n == 0:
         raise KeyError(f"{fn}: expected 'cell', 'forward_rnn' or 'layers_0', got {sorted(tree)}")
-    layers = tuple(
-        from_flax_rnn(_get(tree, f"layers_{k}", fn), residual=residual) for k in range(n)
-    )
+    layers = tuple(from_flax_rnn(get(tree, f"layers_{k}", fn), residual=residual) for k in range(n))
     as_stack(layers, None, fn)  # each layer reads the previous one's output
     return layers

@@ -1,16 +1,22 @@
-"""Weight converters between jaxrnn and torch ``nn.RNN`` (flax: ``_convert_flax``).
+"""Weight converters between jaxrnn and torch ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU``.
 
-jaxrnn's layer is ``h_t = f(x_t @ Wx + h_{t-1} @ Wh + b)`` (MATH.md §1, row-major).
-torch ``nn.RNN`` computes ``h_t = f(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh)``, so
-``weight_ih_l{k} = Wx.T``, ``weight_hh_l{k} = Wh.T``, ``bias_ih_l{k} + bias_hh_l{k} = b``
-(exported as ``bias_ih = b``, ``bias_hh = 0``); the backward direction of a
-bidirectional layer carries the suffix ``_reverse``. ``nonlinearity`` is tanh or relu.
+jaxrnn multiplies row vectors, ``x_t @ Wx`` (MATH.md §1, §9, §10); torch multiplies
+by the transpose, ``x_t W_ih^T``, so every weight is transposed:
 
-Layers, as :func:`jaxrnn.stack_forward` takes them: one layer is an
-:class:`RNNParams`, a bidirectional one a :class:`BiRNNParams` ``(fwd, bwd)`` (a
-plain ``(fwd, bwd)`` tuple is accepted with ``bidirectional=True``), and a stack
-a tuple of layers, layer 0 first. torch is never imported: state dicts go out as
-numpy arrays, and anything with ``__array__`` or ``.detach()`` (a tensor) comes in.
+- ``nn.RNN``: ``Wx = weight_ih.T``, ``Wh = weight_hh.T``, ``b = bias_ih + bias_hh``
+  (torch's two biases only ever appear as a sum; exported as ``bias_ih = b``,
+  ``bias_hh = 0``). ``nonlinearity`` is tanh or relu.
+- ``nn.LSTM``: as ``nn.RNN``, but torch stacks the gate blocks as ``(i, f, g, o)``
+  and jaxrnn as CS231n's ``(i, f, o, g)``: the last two blocks of H swap, in the
+  weights and in the bias. Both biases are summed into ``b``.
+- ``nn.GRU``: jaxrnn's GRU *is* torch's formulation (MATH.md §10, gates
+  ``(r, z, n)``): ``bx = bias_ih``, ``bh = bias_hh``, kept apart because the
+  n gate's ``bh`` sits inside ``r ⊙ (h Wh_n + bh_n)``.
+
+The backward direction of a bidirectional layer carries the suffix ``_reverse``.
+The cell is read from ``weight_hh_l0``'s shape: ``(H, H)``, ``(4H, H)`` or ``(3H, H)``.
+torch is never imported: state dicts go out as numpy arrays, and anything with
+``__array__`` or ``.detach()`` (a tensor) comes in.
 """
 
 from __future__ import annotations
@@ -21,165 +27,134 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from .. import BiRNNParams, RNNParams
+from .. import BiRNNParams, GRUParams
+from ._validate import KINDS, Cell, Layer, as_stack, check_layer, np_array, one_dtype
 
-Layer = RNNParams | BiRNNParams
+_BY_GATES = {k.gates: cls for cls, k in KINDS.items()}  # 1, 4, 3 -> the params type
+_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
-def _np(value: Any, where: str) -> np.ndarray:
-    """``value`` as a numpy floating-point array; a torch tensor is detached and copied.
+def torch_gate_order(a: np.ndarray, gates: int) -> np.ndarray:
+    """Swaps the LSTM's last two gate blocks along axis 0: ``(i, f, g, o) <-> (i, f, o, g)``.
 
-    bfloat16 tensors (which numpy cannot hold) come back as ``jnp.bfloat16``
-    arrays, exactly, by way of float32.
+    Its own inverse; other cells are returned as they are.
     """
-    if hasattr(value, "detach"):  # a torch tensor, possibly requiring grad or on a GPU
-        t = value.detach().cpu()
-        try:
-            if str(t.dtype) == "torch.bfloat16":
-                value = t.float().numpy().astype(jnp.bfloat16)
-            else:
-                value = t.numpy()
-        except (TypeError, RuntimeError) as e:  # a dtype numpy has no equivalent for
-            raise TypeError(f"{where}: cannot convert a tensor of dtype {t.dtype} ({e})") from None
-    arr = np.asarray(value)
-    if not jnp.issubdtype(arr.dtype, jnp.floating):
-        raise TypeError(f"{where} must be a floating-point array, got dtype {arr.dtype}")
-    return arr
+    if gates != 4:
+        return a
+    i, f, g, o = np.split(a, 4, axis=0)
+    return np.concatenate([i, f, o, g], axis=0)
 
 
-def _one_dtype(arrays: dict[str, np.ndarray], where: str) -> None:
-    """Raises TypeError naming the arrays if they do not share one dtype."""
-    if len({a.dtype for a in arrays.values()}) > 1:
-        got = ", ".join(f"{k} {a.dtype}" for k, a in arrays.items())
-        raise TypeError(
-            f"{where}: the weights must share one dtype, got {got}; cast them to one first"
-        )
-
-
-def _check_layer(p: Any, where: str) -> RNNParams:
-    """Checks ``Wx: (D, H)``, ``Wh: (H, H)``, ``b: (H,)`` and returns numpy RNNParams."""
-    if not isinstance(p, RNNParams):
-        raise TypeError(f"{where} must be an RNNParams(Wx, Wh, b), got {type(p).__name__}")
-    Wx, Wh, b = (_np(a, f"{where}.{n}") for a, n in zip(p, RNNParams._fields, strict=True))
-    _one_dtype({"Wx": Wx, "Wh": Wh, "b": b}, where)
-    if Wx.ndim != 2 or Wh.ndim != 2 or b.ndim != 1:
+def _one_kind(stack: list[tuple[Cell, ...]], fn: str) -> int:
+    kinds = {type(dirs[0]) for dirs in stack}
+    if len(kinds) > 1:
+        got = ", ".join(f"layer {k} {type(d[0]).__name__}" for k, d in enumerate(stack))
+        raise TypeError(f"{fn}: a torch model has one cell for all layers, got {got}")
+    sizes = {(len(dirs), dirs[0].Wh.shape[0]) for dirs in stack}
+    if len(sizes) > 1:
         raise ValueError(
-            f"{where}: expected Wx (D, H), Wh (H, H), b (H,), got shapes "
-            f"{Wx.shape}, {Wh.shape}, {b.shape}"
+            f"{fn}: torch.{KINDS[kinds.pop()].torch} needs one hidden size and one direction "
+            f"count for all layers, got (directions, H) = {sorted(sizes)}"
         )
-    H = Wh.shape[0]
-    if Wh.shape != (H, H) or Wx.shape[1] != H or b.shape != (H,):
-        raise ValueError(
-            f"{where}: inconsistent hidden size: Wx {Wx.shape}, Wh {Wh.shape}, b {b.shape}"
-        )
-    return RNNParams(Wx, Wh, b)
-
-
-def _is_pair(x: Any) -> bool:
-    return (
-        isinstance(x, Sequence)
-        and not isinstance(x, RNNParams)
-        and len(x) == 2
-        and all(isinstance(p, RNNParams) for p in x)
-    )
-
-
-def as_stack(layers: Any, bidirectional: bool | None, fn: str) -> list[tuple[RNNParams, ...]]:
-    """Normalises one layer or a stack to a list of ``(fwd,)`` or ``(fwd, bwd)`` tuples.
-
-    ``bidirectional``: None takes each layer as it is (BiRNNParams is bidirectional);
-    True also reads plain ``(fwd, bwd)`` tuples as layers and requires every layer
-    bidirectional; False requires every layer to be an RNNParams. Checks that layer
-    k > 0 reads the previous layer's output (H or 2H features).
-    """
-    if isinstance(layers, (RNNParams, BiRNNParams)) or (bidirectional and _is_pair(layers)):
-        layers = (layers,)
-    if not isinstance(layers, Sequence) or len(layers) == 0:
-        raise TypeError(f"{fn}: layers must be an RNNParams, a BiRNNParams or a tuple of layers")
-    stack = []
-    for k, layer in enumerate(layers):
-        bi = isinstance(layer, BiRNNParams) or (bool(bidirectional) and _is_pair(layer))
-        if bidirectional is not None and bi != bidirectional:
-            want = "a BiRNNParams(fwd, bwd)" if bidirectional else "an RNNParams"
-            raise TypeError(
-                f"{fn}: bidirectional={bidirectional} needs {want} for layer {k}, "
-                f"got {type(layer).__name__}"
-            )
-        dirs = zip(layer, ("fwd", "bwd"), strict=True) if bi else [(layer, "")]
-        stack.append(tuple(_check_layer(p, f"{fn}: layer {k} {d}".rstrip()) for p, d in dirs))
-    _one_dtype(
-        {
-            f"layer {k} {d}".rstrip(): p.Wh
-            for k, dirs in enumerate(stack)
-            for p, d in zip(dirs, ("fwd", "bwd") if len(dirs) == 2 else ("",), strict=True)
-        },
-        fn,
-    )
-    for k in range(1, len(stack)):
-        width = sum(p.Wh.shape[0] for p in stack[k - 1])  # the previous layer's output
-        for p in stack[k]:
-            if p.Wx.shape[0] != width:
-                raise ValueError(
-                    f"{fn}: layer {k} has Wx {p.Wx.shape}, but layer {k - 1} outputs "
-                    f"{width} features: Wx must be ({width}, H)"
-                )
-    return stack
+    return KINDS[kinds.pop()].gates
 
 
 def to_torch_state_dict(
     layers: Layer | Sequence[Layer], *, bidirectional: bool | None = None, prefix: str = ""
 ) -> dict[str, np.ndarray]:
-    """Builds the ``state_dict`` of a ``torch.nn.RNN`` from jaxrnn weights.
+    """Builds the ``state_dict`` of a ``torch.nn.RNN``, ``nn.LSTM`` or ``nn.GRU``.
 
-    ``weight_ih_l{k} = Wx.T`` ``(H, D_k)``, ``weight_hh_l{k} = Wh.T`` ``(H, H)``,
-    ``bias_ih_l{k} = b``, ``bias_hh_l{k} = 0`` ``(H,)`` (MATH.md §1: torch's two
-    biases only ever appear as a sum); ``_reverse`` keys for the backward direction.
+    ``weight_ih_l{k} = Wx.T`` ``(gH, D_k)``, ``weight_hh_l{k} = Wh.T`` ``(gH, H)``, with
+    the LSTM's gate blocks reordered to torch's ``(i, f, g, o)``; RNN and LSTM:
+    ``bias_ih_l{k} = b``, ``bias_hh_l{k} = 0`` (MATH.md §1, §9: torch's two biases only
+    appear as a sum); GRU: ``bias_ih_l{k} = bx``, ``bias_hh_l{k} = bh`` (§10).
+    ``_reverse`` keys hold the backward direction.
 
     Args:
       layers: one layer or a tuple of layers (layer 0 first): :class:`RNNParams`,
-        or :class:`BiRNNParams` for ``bidirectional=True`` models. torch needs
-        every layer of one kind and one hidden size H.
+        :class:`LSTMParams` or :class:`GRUParams`, or :class:`BiRNNParams` of them
+        for ``bidirectional=True`` models. torch needs every layer of one cell,
+        one hidden size H and one direction count.
       bidirectional: None reads it from the layers; True also accepts plain
         ``(fwd, bwd)`` tuples.
       prefix: prepended to every key (e.g. ``"rnn."`` inside a larger model).
 
     Returns:
-      A dict of contiguous numpy arrays; load with
+      A dict of contiguous, writable numpy arrays; load with
       ``model.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})``.
     """
     fn = "to_torch_state_dict"
     stack = as_stack(layers, bidirectional, fn)
-    kinds = {(len(dirs), dirs[0].Wh.shape[0]) for dirs in stack}
-    if len(kinds) > 1:
-        raise ValueError(
-            f"{fn}: torch.nn.RNN needs one hidden size and one direction count for all "
-            f"layers, got (directions, H) = {sorted(kinds)}"
-        )
+    g = _one_kind(stack, fn)
     out = {}
     for k, dirs in enumerate(stack):
         for p, suffix in zip(dirs, ("", "_reverse")[: len(dirs)], strict=True):
-            out[f"{prefix}weight_ih_l{k}{suffix}"] = np.ascontiguousarray(p.Wx.T)
-            out[f"{prefix}weight_hh_l{k}{suffix}"] = np.ascontiguousarray(p.Wh.T)
-            out[f"{prefix}bias_ih_l{k}{suffix}"] = np.array(p.b)
-            out[f"{prefix}bias_hh_l{k}{suffix}"] = np.zeros_like(p.b)
+            if isinstance(p, GRUParams):
+                b_ih, b_hh = p.bx, p.bh
+            else:
+                b_ih, b_hh = torch_gate_order(p.b, g), np.zeros_like(p.b)
+            arrays = (torch_gate_order(p.Wx.T, g), torch_gate_order(p.Wh.T, g), b_ih, b_hh)
+            for name, a in zip(_NAMES, arrays, strict=True):
+                out[f"{prefix}{name}_l{k}{suffix}"] = np.array(a, order="C")  # a writable copy
     return out
 
 
-def _torch_layer(state_dict, keys: dict, names: list[str], prefix: str) -> RNNParams:
-    """One direction of one layer: ``names`` = weight_ih, weight_hh[, bias_ih, bias_hh] keys."""
-    w = {prefix + n: _np(state_dict[keys[n]], prefix + n) for n in names}
-    _one_dtype(w, "from_torch_state_dict")
-    W_ih, W_hh, *biases = w.values()
-    H = W_hh.shape[-1] if W_hh.ndim == 2 else 0
-    for gates, kind in ((4, "LSTM"), (3, "GRU")):
-        if H and W_hh.shape == (gates * H, H):
+def _infer_gates(W_hh: np.ndarray, key: str) -> int:
+    """1, 4 or 3 gate blocks from ``weight_hh_l0``'s shape ``(gH, H)``."""
+    if W_hh.ndim == 2 and W_hh.shape[1] > 0 and W_hh.shape[0] % W_hh.shape[1] == 0:
+        g = W_hh.shape[0] // W_hh.shape[1]
+        if g in _BY_GATES:
+            return g
+    raise ValueError(
+        f"from_torch_state_dict: layer 0: inconsistent hidden size: {key} has shape "
+        f"{W_hh.shape}, expected (H, H) (nn.RNN), (4H, H) (nn.LSTM) or (3H, H) (nn.GRU)"
+    )
+
+
+def _check_torch_shapes(w: dict[str, np.ndarray], gates: int, H: int, where: str) -> None:
+    """Each key against the torch shape of this cell: ``(gH, D)``, ``(gH, H)``, ``(gH,)``."""
+    gH, cell = gates * H, KINDS[_BY_GATES[gates]].torch
+    W_ih, W_hh, *biases = w
+    want = {W_ih: (gH, w[W_ih].shape[-1]), W_hh: (gH, H), **{b: (gH,) for b in biases}}
+    for key, shape in want.items():
+        if w[key].shape != shape or (key == W_ih and w[key].ndim != 2):
             raise ValueError(
-                f"from_torch_state_dict: {prefix}{names[1]} has shape {W_hh.shape}, "
-                f"({gates}H, H) with H={H}: this is a torch.nn.{kind} state dict; jaxrnn "
-                "converts torch.nn.RNN (the vanilla RNN) only"
+                f"from_torch_state_dict: {where}: inconsistent hidden size: {key} has shape "
+                f"{w[key].shape}, expected {shape} for a torch.{cell} with H={H}"
             )
-    b = biases[0] + biases[1] if biases else np.zeros(W_hh.shape[:1], W_hh.dtype)
-    return RNNParams(*(jnp.asarray(a) for a in (W_ih.T, W_hh.T, b)))
+
+
+def _torch_layer(w: dict[str, np.ndarray], gates: int, dtype) -> Cell:
+    """One direction of one layer from ``weight_ih, weight_hh[, bias_ih, bias_hh]``."""
+    W_ih, W_hh, *biases = (torch_gate_order(a, gates) for a in w.values())
+    if not biases:  # bias=False
+        biases = [np.zeros(W_hh.shape[:1], dtype)] * 2
+    cls = _BY_GATES[gates]
+    b = tuple(biases) if cls is GRUParams else (biases[0] + biases[1],)
+    return cls(*(jnp.asarray(a) for a in (W_ih.T, W_hh.T, *b)))
+
+
+def _read_layer(state_dict, keys, k: int, suffix: str, ctx: tuple) -> Cell:
+    gates, H, has_bias, prefix, used = ctx
+    names = [f"{n}_l{k}{suffix}" for n in _NAMES][: 4 if has_bias else 2]
+    for name in names:
+        if name not in keys:
+            raise KeyError(f"from_torch_state_dict: missing key {prefix}{name}")
+        used.add(name)
+    w = {prefix + n: np_array(state_dict[keys[n]], prefix + n) for n in names}
+    one_dtype(w, "from_torch_state_dict")
+    _check_torch_shapes(w, gates, H, f"layer {k}{suffix}")
+    p = _torch_layer(w, gates, next(iter(w.values())).dtype)
+    return check_layer(p, f"from_torch_state_dict: layer {k}{suffix}")
+
+
+def _refuse_projections(keys: Mapping[str, str], prefix: str) -> None:
+    hr = sorted(prefix + k for k in keys if k.startswith("weight_hr_l"))
+    if hr:
+        raise ValueError(
+            f"from_torch_state_dict: {hr[0]} is the projection of nn.LSTM(proj_size > 0), "
+            "h_t = W_hr (o ⊙ tanh c_t); jaxrnn's LSTM has no projection (MATH.md §9)"
+        )
 
 
 def from_torch_state_dict(
@@ -189,10 +164,14 @@ def from_torch_state_dict(
     bidirectional: bool | None = None,
     prefix: str = "",
 ) -> tuple[Layer, ...]:
-    """Reads jaxrnn weights from the ``state_dict`` of a ``torch.nn.RNN``.
+    """Reads jaxrnn weights from a ``torch.nn.RNN``, ``nn.LSTM`` or ``nn.GRU`` ``state_dict``.
 
-    ``Wx = weight_ih_l{k}.T``, ``Wh = weight_hh_l{k}.T``, ``b = bias_ih_l{k} + bias_hh_l{k}``
-    (MATH.md §1); without bias keys (``bias=False``) ``b = 0``.
+    The cell is read from ``weight_hh_l0``: ``(H, H)`` -> :class:`RNNParams`,
+    ``(4H, H)`` -> :class:`LSTMParams`, ``(3H, H)`` -> :class:`GRUParams`.
+    ``Wx = weight_ih_l{k}.T``, ``Wh = weight_hh_l{k}.T``; RNN ``b = bias_ih + bias_hh``
+    (§1); LSTM the same with torch's gate blocks ``(i, f, g, o)`` reordered to
+    ``(i, f, o, g)`` (§9); GRU ``bx = bias_ih``, ``bh = bias_hh`` (§10). Without bias
+    keys (``bias=False``) the biases are zero.
 
     Args:
       state_dict: name -> tensor or array (torch tensors are detached and copied).
@@ -201,36 +180,36 @@ def from_torch_state_dict(
       prefix: the keys' common prefix (e.g. ``"rnn."`` for a submodule).
 
     Returns:
-      A tuple with one entry per layer: an :class:`RNNParams` of jax arrays, or
-      a :class:`BiRNNParams` of them for a bidirectional model (the
-      ``_reverse`` weights are ``bwd``).
+      A tuple with one entry per layer: the cell's params of jax arrays, or a
+      :class:`BiRNNParams` of them for a bidirectional model (``_reverse`` is ``bwd``).
 
     Raises:
       KeyError: a weight the model must have is missing; the message names it.
-      ValueError: a weight has the wrong shape, or keys are left over.
+      ValueError: a weight has the wrong shape for the cell, keys are left over, or
+        the dict is an ``nn.LSTM(proj_size > 0)``'s.
+      TypeError: weights of one layer or of the stack differ in dtype.
     """
     keys = {k[len(prefix) :]: k for k in state_dict if k.startswith(prefix)}
     if num_layers is None:
         num_layers = sum(f"weight_ih_l{k}" in keys for k in range(len(keys) + 1))
     if bidirectional is None:
         bidirectional = "weight_ih_l0_reverse" in keys
-    if num_layers < 1:
+    if num_layers < 1 or "weight_hh_l0" not in keys:
         found = [k[: -len("weight_ih_l0")] for k in state_dict if k.endswith("weight_ih_l0")]
-        hint = f" (the keys have prefix={found[0]!r})" if found else ""
-        raise KeyError(f"from_torch_state_dict: missing key {prefix}weight_ih_l0{hint}")
+        hint = f" (the keys have prefix={found[0]!r})" if found and num_layers < 1 else ""
+        name = "weight_ih_l0" if num_layers < 1 else "weight_hh_l0"
+        raise KeyError(f"from_torch_state_dict: missing key {prefix}{name}{hint}")
+    _refuse_projections(keys, prefix)
+    W_hh = np_array(state_dict[keys["weight_hh_l0"]], prefix + "weight_hh_l0")
+    gates = _infer_gates(W_hh, prefix + "weight_hh_l0")
     has_bias = "bias_ih_l0" in keys or "bias_hh_l0" in keys
-    used, layers = set(), []
+    used: set[str] = set()
+    ctx = (gates, W_hh.shape[1], has_bias, prefix, used)
+    layers = []
     for k in range(num_layers):
-        dirs = []
-        for suffix in ("", "_reverse") if bidirectional else ("",):
-            names = [f"{n}_l{k}{suffix}" for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-            for name in names if has_bias else names[:2]:
-                if name not in keys:
-                    raise KeyError(f"from_torch_state_dict: missing key {prefix}{name}")
-                used.add(name)
-            p = _torch_layer(state_dict, keys, names if has_bias else names[:2], prefix)
-            _check_layer(p, f"from_torch_state_dict: layer {k}{suffix}")
-            dirs.append(p)
+        dirs = [
+            _read_layer(state_dict, keys, k, s, ctx) for s in ("", "_reverse")[: 1 + bidirectional]
+        ]
         layers.append(BiRNNParams(*dirs) if bidirectional else dirs[0])
     extra = sorted(prefix + n for n in set(keys) - used)
     if extra:
