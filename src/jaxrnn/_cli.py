@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from . import _demo
-from .train._config import GRADS, TrainConfig, parse_bptt_checkpoint, parse_seed
+from .train._config import CELLS, GRADS, TrainConfig, parse_bptt_checkpoint, parse_seed
 
 _D = TrainConfig()
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -49,7 +49,14 @@ TRAIN_OPTIONS = [
         ),
     ),
     ("--hidden", dict(type=int, help=f"hidden size of every layer (default: {_D.hidden})")),
-    ("--layers", dict(type=int, help=f"number of stacked RNN layers (default: {_D.layers})")),
+    ("--layers", dict(type=int, help=f"number of stacked layers (default: {_D.layers})")),
+    (
+        "--cell",
+        dict(
+            choices=CELLS,
+            help=f"recurrent cell: vanilla RNN (tanh), LSTM or GRU (default: {_D.cell})",
+        ),
+    ),
     (
         "--seq-len",
         dict(

@@ -27,6 +27,7 @@ RESUMABLE = frozenset(
     }
 )
 GRADS = ("hand", "autodiff")
+CELLS = ("rnn", "lstm", "gru")
 SEED_LIMIT = 2**32  # seeds are 0 <= seed < 2**32: jax.random.PRNGKey's uint32 range, no wrap
 _POSITIVE = ("hidden", "layers", "seq_len", "batch", "checkpoint_every", "eval_every", "val_chars")
 
@@ -101,7 +102,8 @@ class TrainConfig:
       text: a UTF-8 text file to train on; None: the default corpus (the
         Python standard library's own source, see ``_data.default_corpus``).
       hidden: hidden size H of every layer.
-      layers: number of stacked RNN layers.
+      layers: number of stacked recurrent layers.
+      cell: ``"rnn"`` (the vanilla RNN, tanh; the default), ``"lstm"`` or ``"gru"``.
       seq_len: characters per chunk (the truncated-BPTT length T).
       batch: number of parallel streams N (divisible by the device count).
       steps: total number of optimizer steps (including those before a resume).
@@ -126,6 +128,7 @@ class TrainConfig:
     text: str | None = None
     hidden: int = 256
     layers: int = 2
+    cell: str = "rnn"
     seq_len: int = 64
     batch: int = 32
     steps: int = 2000
@@ -152,6 +155,8 @@ class TrainConfig:
         check_int(self.seed, "--seed", 0, SEED_LIMIT)
         _check_number(self.lr, "--lr", finite=True)
         _check_number(self.clip, "--clip", finite=False)  # inf: no clipping
+        if self.cell not in CELLS:
+            raise ConfigError(f"--cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
         if self.grad not in GRADS:
             raise ConfigError(f"--grad must be one of {', '.join(GRADS)}, got {self.grad!r}")
         _check_bptt_checkpoint(self.bptt_checkpoint, self.grad)

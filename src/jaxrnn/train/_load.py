@@ -45,7 +45,9 @@ def load_run(run_dir: str | os.PathLike) -> Run:
         raise RunDirError(f'{path / rd.CONFIG}: corrupt "config" ({e})') from e
     vocab = rd.read_vocab(path)
     template = jax.eval_shape(
-        lambda k: model.init(k, vocab.size, [config.hidden] * config.layers, dtype=jnp.float32),
+        lambda k: model.init(
+            k, vocab.size, [config.hidden] * config.layers, dtype=jnp.float32, cell=config.cell
+        ),
         jax.random.PRNGKey(0),
     )
     params, step = load_params(path / CHECKPOINT, template)

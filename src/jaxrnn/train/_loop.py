@@ -280,7 +280,9 @@ def _setup(config: TrainConfig, corpus: Corpus) -> tuple[_Run, TrainState, int]:
         config.lr, config.clip, config.grad, repl, data_sh, config.bptt_checkpoint
     )
     k_init, k_sample = jax.random.split(jax.random.PRNGKey(config.seed))
-    params = model.init(k_init, vocab.size, [config.hidden] * config.layers, dtype=jnp.float32)
+    params = model.init(
+        k_init, vocab.size, [config.hidden] * config.layers, dtype=jnp.float32, cell=config.cell
+    )
     zeros = model.init_state(params, config.batch)
     ts = TrainState(params, opt.init(params), zeros, 0, 0, 0, k_sample)
     if resumed:
