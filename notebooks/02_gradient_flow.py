@@ -38,8 +38,13 @@
 # | `step_jacobian_norms(...)` | $\lVert J_t \rVert_2$ for $t = 1..T$, `(N, T)` |
 # | `jacobian_products(...)`, `step_jacobians(...)` | the matrices themselves |
 # | `truncated_gradients(dh, ..., truncation=k)` | weight gradients of BPTT truncated to $k$ steps |
+#
+# Sections 1–5 take the vanilla RNN apart; section 6 puts the same measurement to the
+# gated cells, the LSTM and the GRU, next to it.
 
 # %%
+from functools import partial
+
 import jax
 
 jax.config.update("jax_enable_x64", True)  # norms below 1e-38 or above 1e38 need float64
@@ -305,3 +310,227 @@ for (act, rho), (per_term, chunked) in trunc_err.items():
 # * Chunked truncation converges much more slowly, like a power of $k$ rather than
 #   geometrically: the first steps of every chunk always keep only a short history,
 #   however long the chunks are.
+
+# %% [markdown]
+# ## 6. The gated cells: LSTM and GRU next to the RNN
+#
+# The gated cells change what the one-step Jacobian is made of. For the RNN (§3)
+# every path from $h_{t-1}$ to $h_t$ goes through $W_h$ and a derivative $f'$:
+# $J_t = \operatorname{diag}(f'(a_t))\, W_h^\top$.
+#
+# * **LSTM** (MATH.md §9). The state is the pair $(h_t, c_t)$, and the cell state is
+#   updated additively, $c_t = f_t \odot c_{t-1} + i_t \odot g_t$. Its own block of the
+#   Jacobian is exactly
+#   $$\frac{\partial c_t}{\partial c_{t-1}} = \operatorname{diag}(f_t),$$
+#   no weight matrix and no activation derivative: the forget gate alone decides how
+#   much of $c_{t-1}$ (and of the error reaching $c_t$) survives the step. The two
+#   blocks out of $h_{t-1}$ go through $W_h$ and gate derivatives, as in the RNN; the
+#   fourth, $\partial h_t/\partial c_{t-1} = \operatorname{diag}(o_t \odot \tanh'(c_t)
+#   \odot f_t)$, is diagonal too.
+# * **GRU** (MATH.md §10). $h_t = (1 - z_t) \odot n_t + z_t \odot h_{t-1}$, so
+#   $$\frac{\partial h_t}{\partial h_{t-1}} = \operatorname{diag}(z_t) + (\text{terms through } W_h),$$
+#   the update gate playing the forget gate's part on the hidden state itself.
+#
+# Over a span, $\partial s_T / \partial s_k$ is again the product of the one-step
+# Jacobians of the state $s$ ($s = [h \mid c]$, $2H$ numbers, for the LSTM). Below,
+# each one-step Jacobian of a gated cell is `jax.jacfwd` of its public step
+# (`jaxrnn.lstm_step_forward`, `jaxrnn.gru_step_forward`), multiplied from $t = T$
+# down (the RNN's curve is `diagnostics.jacobian_norms`, as in sections 1–5); the
+# live check at the end compares the products with `jax.jacobian` of
+# `jaxrnn.lstm` / `jaxrnn.gru` run from step $k$. For the LSTM the plots show the
+# blocks $\partial h_T/\partial h_k$ (with $c_k$ held) and $\partial c_T/\partial c_k$
+# (the cell path).
+#
+# Same $N, T, D, H$ and inputs $x$ as above, each cell with the library's init
+# (`init_params`, `init_gru_params`, `init_lstm_params`: $W_x \sim \mathcal N(0, 1/D)$,
+# every $H \times H$ block of $W_h$ random orthogonal, so for the RNN $\rho =
+# \lVert W_h \rVert_2 = 1$). The bias of the carrying gate is the knob: the LSTM's
+# forget bias $b_f \in \{0, 1, 3\}$ (1 is the library's default) and, for the
+# GRU, the update gate's bias $b_z$ (in `bx`) at 0 (the default) and 1.
+
+
+# %%
+def gru_step(p, h, x_t):  # one sequence: h (H,), x_t (D,)
+    return jaxrnn.gru_step_forward(x_t[None], h[None], *p)[0][0]
+
+
+def lstm_step(p, s, x_t):  # the LSTM's state as one vector s = [h | c], (2H,)
+    h, c, _ = jaxrnn.lstm_step_forward(x_t[None], s[None, :H], s[None, H:], *p)
+    return jnp.concatenate([h[0], c[0]])
+
+
+@partial(jax.jit, static_argnums=0)
+def state_jacobians(step, p, x, s0):
+    """∂s_T/∂s_k for k = 0..T, (N, T+1, S, S): the product of the one-step Jacobians
+    J_t = ∂s_t/∂s_{t-1} (jax.jacfwd of the cell's step), accumulated from t = T down."""
+
+    def one(xs, s0):  # one sequence: xs (T, D), s0 (S,)
+        _, prev = jax.lax.scan(lambda s, x_t: (step(p, s, x_t), s), s0, xs)  # s_{t-1}
+        J = jax.vmap(jax.jacfwd(step, argnums=1), (None, 0, 0))(p, prev, xs)  # (T, S, S)
+        eye = jnp.eye(s0.shape[-1], dtype=s0.dtype)
+        _, P = jax.lax.scan(lambda P, J_t: (P @ J_t,) * 2, eye, J, reverse=True)
+        return jnp.concatenate([P, eye[None]])  # P[k] = J_T ⋯ J_{k+1}
+
+    return jax.vmap(one)(x, s0)
+
+
+def norm2(P):  # spectral norm of each matrix in a stack
+    return np.linalg.norm(np.asarray(P), 2, axis=(-2, -1))
+
+
+key_rnn, key_gru, key_lstm = jax.random.split(jax.random.PRNGKey(0), 3)
+p_rnn = jaxrnn.init_params(key_rnn, D, H, jnp.float64)
+p_gru0 = jaxrnn.init_gru_params(key_gru, D, H, jnp.float64)
+p_gru = {bz: p_gru0._replace(bx=p_gru0.bx.at[H : 2 * H].set(bz)) for bz in (0.0, 1.0)}
+p_lstm = {
+    bf: jaxrnn.init_lstm_params(key_lstm, D, H, jnp.float64, forget_bias=bf)
+    for bf in (0.0, 1.0, 3.0)
+}
+
+hh, cc, carry = {}, {}, {}  # ‖∂h_T/∂h_k‖, ‖∂c_T/∂c_k‖ (N, T+1); mean carry factor
+prods, saved = {}, {}  # ∂s_T/∂s_k and the forward's stored gates and states, for the check
+hh["RNN tanh"] = np.asarray(diagnostics.jacobian_norms(x, h0, *p_rnn, activation="tanh"))
+h_rnn, _ = jaxrnn.rnn_forward(x, h0, *p_rnn, activation="tanh")
+carry["RNN tanh"] = float(jnp.mean(1 - h_rnn**2))  # mean f', times ‖W_h‖₂ = 1
+for bz, p in p_gru.items():
+    name = f"GRU b_z={bz:g}"
+    prods[name] = state_jacobians(gru_step, p, x, h0)
+    hh[name] = norm2(prods[name])
+    saved[name] = jaxrnn.gru_forward(x, h0, *p)[1].saved  # gates (r, z, n), h
+    carry[name] = float(saved[name].gates[..., H : 2 * H].mean())  # mean z
+for bf, p in p_lstm.items():
+    name = f"LSTM b_f={bf:g}"
+    prods[name] = state_jacobians(lstm_step, p, x, jnp.zeros((N, 2 * H)))
+    hh[name], cc[bf] = norm2(prods[name][..., :H, :H]), norm2(prods[name][..., H:, H:])
+    saved[name] = jaxrnn.lstm_forward(x, h0, *p)[1].saved  # gates (i, f, o, g), c, h
+    carry[name] = float(saved[name].gates[..., H : 2 * H].mean())  # mean f
+
+print("median over the 8 sequences of ‖∂h_T/∂h_k‖₂ (LSTM c: ‖∂c_T/∂c_k‖₂)")
+print(f"{'':>15}" + "".join(f"  T−k = {m:<4}" for m in (10, 25, 50)) + "  gain/step  mean carry")
+rows = [(name, n, carry[name]) for name, n in hh.items()]
+rows += [(f"LSTM c, b_f={bf:g}", n, carry[f"LSTM b_f={bf:g}"]) for bf, n in cc.items()]
+for name, n, c in rows:
+    med = np.median(n, axis=0)
+    print(
+        f"{name:>15}"
+        + "".join(f"  {med[T - m]:9.1e}  " for m in (10, 25, 50))
+        + f"  {med[0] ** (1 / T):9.3f}  {c:10.2f}"
+    )
+
+# %%
+style = {
+    "RNN tanh": dict(color="k", lw=2),
+    "GRU b_z=0": dict(color="tab:orange", ls="--"),
+    "GRU b_z=1": dict(color="tab:red", ls="--"),
+}
+blues = dict(zip(p_lstm, plt.cm.Blues(np.linspace(0.45, 0.95, len(p_lstm))), strict=True))
+style |= {f"LSTM b_f={bf:g}": dict(color=blues[bf]) for bf in p_lstm}
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True)
+for name, n in hh.items():
+    ax1.semilogy(span, np.median(n, axis=0), label=name, **style[name])
+for bf, n in cc.items():
+    ax2.semilogy(span, np.median(n, axis=0), color=blues[bf], label=f"∂c_T/∂c_k, b_f={bf:g}")
+    ax2.semilogy(span, np.median(hh[f"LSTM b_f={bf:g}"], axis=0), color=blues[bf], ls=":", lw=1)
+ax2.semilogy(
+    span, np.median(hh["RNN tanh"], axis=0), label="RNN tanh ∂h_T/∂h_k", **style["RNN tanh"]
+)
+for ax in (ax1, ax2):
+    ax.axhline(1.0, color="gray", lw=0.8)
+    ax.set(xlabel="span T − k (steps)", ylim=(1e-12, 1e2))
+ax1.set(title="‖∂h_T/∂h_k‖₂: RNN, GRU, LSTM", ylabel="norm (median over sequences)")
+ax2.set(title="LSTM cell path ‖∂c_T/∂c_k‖₂ (dotted: its ‖∂h_T/∂h_k‖₂)")
+ax1.legend(fontsize=8, loc="lower left")
+ax2.legend(fontsize=8, loc="lower left")
+fig.suptitle("Gated cells vs the RNN, same inputs and init scale (log scale)")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Reading the plots:
+#
+# * **The gates do not help by themselves.** With the carrying gate at $\sigma(0)
+#   \approx 0.5$ (LSTM $b_f = 0$, GRU $b_z = 0$) the gated cells lose the gradient
+#   about as fast as the tanh RNN: all three have a gain per step of 0.65–0.69, so
+#   over 50 steps $\lVert \partial h_T/\partial h_k \rVert$ is down to $10^{-8}$ or
+#   less. Halving at every step is no better than the RNN's saturated tanh.
+# * **The bias of the carrying gate is what buys the long reach.** With the default
+#   $b_f = 1$ (mean $f \approx 0.70$ on these inputs) the LSTM keeps about $10^{-4}$
+#   after 50 steps, five orders of magnitude more than the RNN, and with $b_f = 3$
+#   ($f \approx 0.93$) its gradient hardly decays over the whole sequence. The GRU's
+#   $b_z = 1$ does the same for the update gate. In both the per-step gain rises with
+#   the mean gate value (the table's last two columns; it sits above it, as the paths
+#   through $W_h$ add to the diagonal one), as $\partial c_t/\partial c_{t-1} =
+#   \operatorname{diag}(f_t)$ and $\partial h_t/\partial h_{t-1} \supseteq
+#   \operatorname{diag}(z_t)$ say: the carry factor is set by a gate whose operating
+#   point the bias chooses, not by the spectrum of $W_h$ times a derivative that
+#   saturation pushes to 0.
+# * **The cell path carries more than the hidden path** (right): over long spans
+#   $\lVert \partial c_T/\partial c_k \rVert$ stays 3 to 9 times above
+#   $\lVert \partial h_T/\partial h_k \rVert$ (dotted), which has to enter and leave
+#   the cell through gates ($h_k \to$ gates $\to c_{k+1}$, then $c_T \to o_T \odot
+#   \tanh'(c_T) \to h_T$). At $b_f = 3$ the cell path even grows slightly: the LSTM
+#   can explode too when its forget gates sit near 1 and the $W_h$ paths add to the
+#   diagonal one.
+#
+# ## Live check
+#
+# What this section rests on, asserted in float64:
+#
+# 1. the hand-derived BPTT of `jaxrnn.lstm_backward` / `jaxrnn.gru_backward`, for a
+#    loss on $h_T$ only, equals `jax.grad` of the naive scans
+#    `jaxrnn.reference.scan_lstm` / `scan_gru` (gradients of $x$, $h_0$, $c_0$ and
+#    every weight);
+# 2. the products of one-step Jacobians above equal `jax.jacobian` of $h_T$ with
+#    respect to the state at step $k = T - 50$, by running `jaxrnn.lstm` /
+#    `jaxrnn.gru` on `x[:, k:]` from that state (reverse mode through their
+#    `custom_vjp`, i.e. the hand BPTT again);
+# 3. at $T - k = 50$ the LSTM's $\lVert \partial h_T/\partial h_k \rVert$ with the
+#    default $b_f = 1$ exceeds the tanh RNN's by more than three orders of magnitude
+#    (median over the sequences: $1.4 \cdot 10^5$ here, $6 \cdot 10^3$ to
+#    $2 \cdot 10^5$ over 8 draws of the inputs and weights), and it grows with $b_f$.
+
+# %%
+k = T - 50
+seqs = jnp.arange(N)
+
+
+def max_rel(a, b):
+    return float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
+
+
+# 1. hand BPTT vs autodiff of the naive scan, loss Σ w ⊙ h_T
+w = jnp.asarray(rng.standard_normal((N, H)))
+c0 = jnp.asarray(rng.standard_normal((N, H)))
+dh_T = jnp.zeros((N, T, H)).at[:, -1].set(w)
+p, q = p_lstm[1.0], p_gru[1.0]
+dx, dh0, dWx, dWh, db, dc0 = jaxrnn.lstm_backward(dh_T, jaxrnn.lstm_forward(x, h0, *p, c0=c0)[1])
+auto = jax.grad(
+    lambda x, h0, c0, *p: jnp.sum(w * jaxrnn.reference.scan_lstm(x, h0, *p, c0=c0)[:, -1]),
+    argnums=range(6),
+)(x, h0, c0, *p)
+errors = {"lstm_backward": max(map(max_rel, (dx, dh0, dc0, dWx, dWh, db), auto))}
+hand = jaxrnn.gru_backward(dh_T, jaxrnn.gru_forward(x, h0, *q)[1])
+auto = jax.grad(
+    lambda x, h0, *q: jnp.sum(w * jaxrnn.reference.scan_gru(x, h0, *q)[:, -1]), argnums=range(6)
+)(x, h0, *q)
+errors["gru_backward"] = max(map(max_rel, hand, auto))
+
+# 2. product of step Jacobians vs jax.jacobian of jaxrnn.lstm / gru run from step k
+s = saved["LSTM b_f=1"]  # (h_k, c_k) = the states after step k
+J_h, J_c = jax.jacobian(lambda h, c: jaxrnn.lstm(x[:, k:], h, *p, c0=c)[:, -1], argnums=(0, 1))(
+    s.h[:, k - 1], s.c[:, k - 1]
+)
+direct = jnp.concatenate([J_h[seqs, :, seqs], J_c[seqs, :, seqs]], axis=-1)  # ∂h_T/∂(h_k, c_k)
+errors["LSTM ∂h_T/∂(h_k, c_k)"] = max_rel(direct, prods["LSTM b_f=1"][:, k, :H])
+J = jax.jacobian(lambda h: jaxrnn.gru(x[:, k:], h, *q)[:, -1])(saved["GRU b_z=1"].h[:, k - 1])
+errors["GRU ∂h_T/∂h_k"] = max_rel(J[seqs, :, seqs], prods["GRU b_z=1"][:, k])
+for name, err in errors.items():
+    print(f"{name:>22}: max relative error {err:.1e}")
+    assert err < 1e-10, name
+
+# 3. at T − k = 50: the LSTM (b_f = 1) vs the tanh RNN, and the forget bias's order
+at_50 = {name: float(np.median(n[:, k])) for name, n in hh.items()}
+ratio = at_50["LSTM b_f=1"] / at_50["RNN tanh"]
+print(f"T − k = 50: LSTM (b_f = 1) / RNN tanh = {ratio:.1e}")
+assert ratio > 1e3
+assert at_50["LSTM b_f=0"] < at_50["LSTM b_f=1"] < at_50["LSTM b_f=3"]
