@@ -351,3 +351,48 @@ def check_gated_call(
     if carry_weights is not None:
         carry_weights = check_carry_weights(fn, carry_weights, T, arrays[0].dtype)
     return (*arrays, lengths, carry_weights)
+
+
+def int_array(fn: str, name: str, value: object, layout: str, shape=None) -> Array:
+    """``value`` as an integer JAX array of rank ``len(layout)`` (and ``shape`` if given)."""
+    try:
+        arr = jnp.asarray(value)
+    except TypeError as e:
+        raise TypeError(f"{fn}: {name} must be an integer array, got {type(value).__name__}") from e
+    if not jnp.issubdtype(arr.dtype, jnp.integer):
+        raise TypeError(f"{fn}: {name} must have an integer dtype, got {arr.dtype}")
+    check_rank(fn, name, arr, layout)
+    if shape is not None and tuple(arr.shape) != tuple(shape):
+        raise ValueError(
+            f"{fn}: {name} must have shape ({layout}) = {tuple(shape)}, got {tuple(arr.shape)}"
+        )
+    return arr
+
+
+def check_ids(fn: str, name: str, ids: Array, bound: int, what: str, where=None) -> None:
+    """When concrete, checks ``0 <= ids < bound`` (``jnp`` indexing would clamp silently).
+
+    ``where`` (optional, same shape): only entries where it is nonzero are checked.
+    """
+    if not (is_concrete(ids) and (where is None or is_concrete(where))):
+        return
+    ids = np.asarray(ids)
+    if where is not None:
+        ids = ids[np.asarray(where) != 0]
+    if ids.size:
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo < 0 or hi >= bound:
+            raise ValueError(
+                f"{fn}: {name} must lie in [0, {bound}) ({what}), got min {lo}, max {hi}"
+            )
+
+
+def loss_weights(fn: str, mask: object, N: int, T: int, dtype) -> Array:
+    """``mask`` as ``(N, T)`` weights of ``dtype`` (all ones when None)."""
+    if mask is None:
+        return jnp.ones((N, T), dtype)
+    m = jnp.asarray(mask)
+    check_rank(fn, "mask", m, "N, T")
+    if tuple(m.shape) != (N, T):
+        raise ValueError(f"{fn}: mask must have shape (N, T) = {(N, T)}, got {tuple(m.shape)}")
+    return m.astype(dtype)

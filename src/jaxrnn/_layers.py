@@ -11,10 +11,18 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.experimental import checkify
 
-from ._checks import check_dim, check_rank, check_same_shape, float_arrays, is_concrete
+from ._checks import (
+    check_dim,
+    check_ids,
+    check_rank,
+    check_same_shape,
+    float_arrays,
+    int_array,
+    is_concrete,
+    loss_weights,
+)
 
 Array = jax.Array
 
@@ -37,40 +45,6 @@ class AffineCache:
 
 jax.tree_util.register_dataclass(EmbedCache, data_fields=["tokens"], meta_fields=["vocab_size"])
 jax.tree_util.register_dataclass(AffineCache, data_fields=["h", "V"], meta_fields=[])
-
-
-def int_array(fn: str, name: str, value: object, layout: str, shape=None) -> Array:
-    """``value`` as an integer JAX array of rank ``len(layout)`` (and ``shape`` if given)."""
-    try:
-        arr = jnp.asarray(value)
-    except TypeError as e:
-        raise TypeError(f"{fn}: {name} must be an integer array, got {type(value).__name__}") from e
-    if not jnp.issubdtype(arr.dtype, jnp.integer):
-        raise TypeError(f"{fn}: {name} must have an integer dtype, got {arr.dtype}")
-    check_rank(fn, name, arr, layout)
-    if shape is not None and tuple(arr.shape) != tuple(shape):
-        raise ValueError(
-            f"{fn}: {name} must have shape ({layout}) = {tuple(shape)}, got {tuple(arr.shape)}"
-        )
-    return arr
-
-
-def check_ids(fn: str, name: str, ids: Array, bound: int, what: str, where=None) -> None:
-    """When concrete, checks ``0 <= ids < bound`` (``jnp`` indexing would clamp silently).
-
-    ``where`` (optional, same shape): only entries where it is nonzero are checked.
-    """
-    if not (is_concrete(ids) and (where is None or is_concrete(where))):
-        return
-    ids = np.asarray(ids)
-    if where is not None:
-        ids = ids[np.asarray(where) != 0]
-    if ids.size:
-        lo, hi = int(ids.min()), int(ids.max())
-        if lo < 0 or hi >= bound:
-            raise ValueError(
-                f"{fn}: {name} must lie in [0, {bound}) ({what}), got min {lo}, max {hi}"
-            )
 
 
 def check_ids_in_range(ids: Array, bound: int, where: Array | None = None) -> Array:
@@ -265,14 +239,3 @@ def _temporal_softmax_loss(scores: Array, y: Array, w: Array) -> tuple[Array, Ar
     bad = ((y < 0) | (y >= K)) & (w != 0)  # (N, T)
     nan = jnp.asarray(jnp.nan, scores.dtype)
     return jnp.where(bad.any(), nan, loss), jnp.where(bad[:, :, None], nan, dscores)
-
-
-def loss_weights(fn: str, mask: object, N: int, T: int, dtype) -> Array:
-    """``mask`` as ``(N, T)`` weights of ``dtype`` (all ones when None)."""
-    if mask is None:
-        return jnp.ones((N, T), dtype)
-    m = jnp.asarray(mask)
-    check_rank(fn, "mask", m, "N, T")
-    if tuple(m.shape) != (N, T):
-        raise ValueError(f"{fn}: mask must have shape (N, T) = {(N, T)}, got {tuple(m.shape)}")
-    return m.astype(dtype)

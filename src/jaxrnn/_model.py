@@ -18,19 +18,19 @@ import numpy as np
 from ._checks import (
     check_checkpoint,
     check_float_dtype,
+    check_ids,
     check_lengths,
     check_positive_int,
     check_truncation,
+    int_array,
     is_concrete,
+    loss_weights,
 )
 from ._layer import forward_layer, kind_of, run_layer
 from ._layers import (
     _embedding_args,
     _temporal_softmax_loss,
     _word_embedding_forward,
-    check_ids,
-    int_array,
-    loss_weights,
     temporal_affine_backward,
     temporal_affine_forward,
     word_embedding_backward,
