@@ -39,117 +39,44 @@ SAMPLE_HELP = """Samples text from a run directory written by `jaxrnn train`."""
 
 # The options of `jaxrnn train`: (flag, add_argument keywords). Defaults are None so that
 # --resume can tell given options from defaults; the help shows the effective default.
+def _opt(flag: str, help: str, **kw) -> tuple[str, dict]:
+    """One ``jaxrnn train`` option; the help ends with the TrainConfig default when it has one."""
+    default = getattr(_D, flag[2:].replace("-", "_"), None)
+    shown = kw.pop("shown", None) or (f"{default:g}" if isinstance(default, float) else default)
+    return flag, dict(help=f"{help} (default: {shown})", **kw)
+
+
 TRAIN_OPTIONS = [
-    (
-        "--text",
-        dict(
-            metavar="FILE",
-            help="UTF-8 text file to train on (default: the Python "
-            "standard library's .py files, up to 2,000,000 characters)",
-        ),
-    ),
-    ("--hidden", dict(type=int, help=f"hidden size of every layer (default: {_D.hidden})")),
-    ("--layers", dict(type=int, help=f"number of stacked layers (default: {_D.layers})")),
-    (
-        "--cell",
-        dict(
-            choices=CELLS,
-            help=f"recurrent cell: vanilla RNN (tanh), LSTM or GRU (default: {_D.cell})",
-        ),
-    ),
-    (
-        "--seq-len",
-        dict(
-            type=int,
-            help=f"characters per chunk, the truncated-BPTT length (default: {_D.seq_len})",
-        ),
-    ),
-    (
-        "--batch",
-        dict(
-            type=int,
-            help=f"parallel streams per step; a multiple of the device count (default: {_D.batch})",
-        ),
-    ),
-    (
-        "--steps",
-        dict(
-            type=int,
-            help=f"total optimizer steps, counting those before a resume (default: {_D.steps})",
-        ),
-    ),
-    ("--lr", dict(type=float, help=f"Adam learning rate, finite and > 0 (default: {_D.lr:g})")),
-    ("--clip", dict(type=float, help=f"max global gradient norm (default: {_D.clip})")),
-    (
-        "--grad",
-        dict(
-            choices=GRADS,
-            help=f"gradients: the hand-derived BPTT or jax.grad autodiff (default: {_D.grad})",
-        ),
-    ),
-    (
-        "--bptt-checkpoint",
-        dict(
-            type=parse_bptt_checkpoint,
-            metavar="K|sqrt",
-            help="memory-bounded BPTT over each chunk: store the hidden states only every "
-            "K steps and recompute the rest going back (sqrt: K = ceil(sqrt(--seq-len))); "
-            "the same gradients in memory growing like sqrt(--seq-len), for a long "
-            "--seq-len; needs --grad hand; unrelated to --checkpoint-every, which saves "
-            "files (default: off, every step stored)",
-        ),
-    ),
-    ("--seed", dict(type=parse_seed, help=f"{SEED_HELP} (default: {_D.seed})")),
-    (
-        "--out",
-        dict(
-            metavar="DIR",
-            help="run directory: new or empty, or a run to --resume "
-            "(default: runs/YYYYmmdd-HHMMSS)",
-        ),
-    ),
-    (
-        "--resume",
-        dict(
-            action="store_true",
-            help="continue the run in --out from its checkpoint, bit-exactly (default: off)",
-        ),
-    ),
-    (
-        "--checkpoint-every",
-        dict(
-            type=int,
-            metavar="N",
-            help="steps between checkpoints; one is "
-            f"also written at exit (default: {_D.checkpoint_every})",
-        ),
-    ),
-    (
-        "--eval-every",
-        dict(
-            type=int,
-            metavar="N",
-            help=f"steps between validation evaluations (default: {_D.eval_every})",
-        ),
-    ),
-    (
-        "--sample-every",
-        dict(
-            type=int,
-            metavar="N",
-            help="steps between samples written to "
-            f"samples.txt; 0: none (default: {_D.sample_every})",
-        ),
-    ),
-    (
-        "--quiet",
-        dict(
-            action="store_true",
-            help="no progress bar (default: off; the bar is "
-            "also off when stderr is not a terminal)",
-        ),
-    ),
-]
+    _opt("--text", "UTF-8 text file to train on", metavar="FILE",
+         shown="the Python standard library's .py files, up to 2,000,000 characters"),
+    _opt("--hidden", "hidden size of every layer", type=int),
+    _opt("--layers", "number of stacked layers", type=int),
+    _opt("--cell", "recurrent cell: vanilla RNN (tanh), LSTM or GRU", choices=CELLS),
+    _opt("--seq-len", "characters per chunk, the truncated-BPTT length", type=int),
+    _opt("--batch", "parallel streams per step; a multiple of the device count", type=int),
+    _opt("--steps", "total optimizer steps, counting those before a resume", type=int),
+    _opt("--lr", "Adam learning rate, finite and > 0", type=float),
+    _opt("--clip", "max global gradient norm", type=float),
+    _opt("--grad", "gradients: the hand-derived BPTT or jax.grad autodiff", choices=GRADS),
+    _opt("--bptt-checkpoint",
+         "memory-bounded BPTT over each chunk: store the hidden states only every K steps "
+         "and recompute the rest going back (sqrt: K = ceil(sqrt(--seq-len))); the same "
+         "gradients in memory growing like sqrt(--seq-len), for a long --seq-len; needs "
+         "--grad hand; unrelated to --checkpoint-every, which saves files",
+         type=parse_bptt_checkpoint, metavar="K|sqrt", shown="off, every step stored"),
+    _opt("--seed", SEED_HELP, type=parse_seed),
+    _opt("--out", "run directory: new or empty, or a run to --resume", metavar="DIR",
+         shown="runs/YYYYmmdd-HHMMSS"),
+    _opt("--resume", "continue the run in --out from its checkpoint, bit-exactly",
+         action="store_true", shown="off"),
+    _opt("--checkpoint-every", "steps between checkpoints; one is also written at exit",
+         type=int, metavar="N"),
+    _opt("--eval-every", "steps between validation evaluations", type=int, metavar="N"),
+    _opt("--sample-every", "steps between samples written to samples.txt; 0: none",
+         type=int, metavar="N"),
+    _opt("--quiet", "no progress bar", action="store_true",
+         shown="off; the bar is also off when stderr is not a terminal"),
+]  # fmt: skip
 
 
 def _add_train(sub) -> None:

@@ -124,10 +124,7 @@ def jacobian_singular_values(
     over long spans all but a few collapse (MATH.md §3).
 
     Args:
-      x: ``(N, T, D)`` inputs.
-      h0: ``(N, H)`` initial hidden state.
-      Wx: ``(D, H)``; Wh: ``(H, H)``; b: ``(H,)``.
-      activation: ``"tanh"`` (default), ``"relu"``, ``"sigmoid"`` or ``"identity"``.
+      x, h0, Wx, Wh, b, activation: as in :func:`step_jacobians`.
 
     Returns:
       ``(N, T+1, H)``: ``[n, k]`` holds the singular values of ``∂h_T/∂h_k``
@@ -148,10 +145,7 @@ def jacobian_norms(
     grows geometrically when they expand (exploding gradients).
 
     Args:
-      x: ``(N, T, D)`` inputs.
-      h0: ``(N, H)`` initial hidden state.
-      Wx: ``(D, H)``; Wh: ``(H, H)``; b: ``(H,)``.
-      activation: ``"tanh"`` (default), ``"relu"``, ``"sigmoid"`` or ``"identity"``.
+      x, h0, Wx, Wh, b, activation: as in :func:`step_jacobians`.
 
     Returns:
       ``(N, T+1)``: ``[n, k] = ||∂h_T/∂h_k||_2`` (``[:, T]`` is 1). Plot
@@ -170,10 +164,7 @@ def step_jacobian_norms(
     (e.g. saturated tanh units, ``f' ~ 0``) shrink every gradient passing them.
 
     Args:
-      x: ``(N, T, D)`` inputs.
-      h0: ``(N, H)`` initial hidden state.
-      Wx: ``(D, H)``; Wh: ``(H, H)``; b: ``(H,)``.
-      activation: ``"tanh"`` (default), ``"relu"``, ``"sigmoid"`` or ``"identity"``.
+      x, h0, Wx, Wh, b, activation: as in :func:`step_jacobians`.
 
     Returns:
       ``(N, T)``: ``[n, t-1] = ||J_t||_2`` for t = 1..T.
