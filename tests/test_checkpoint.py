@@ -192,18 +192,24 @@ def test_jit_grad_and_vmap_with_checkpoint():
 # --- The whole model -------------------------------------------------------------------------
 
 
-def draw_model(rng, hidden, T):
-    params = random_model(rng, VOCAB, hidden, K_OUT, embed_size=E)
+def draw_model(rng, hidden, T, cell="rnn"):
+    """float64 params (numpy draws for the RNN, ``model.init`` for a gated cell), tokens,
+    targets and a random initial state per layer."""
+    if cell == "rnn":
+        params = random_model(rng, VOCAB, hidden, K_OUT, embed_size=E)
+    else:
+        key = jax.random.PRNGKey(rng.integers(2**31))
+        params = model.init(key, VOCAB, hidden, K_OUT, embed_size=E, dtype=np.float64, cell=cell)
     tokens = rng.integers(0, VOCAB, (N, T))
     targets = rng.integers(0, K_OUT, (N, T))
-    h0 = tuple(rng.standard_normal((N, h)) for h in hidden)
+    h0 = tuple(rng.standard_normal(s.shape) for s in model.init_state(params, N))
     return params, tokens, targets, h0
 
 
-def draw_model_case(data, hidden, T, opts):
+def draw_model_case(data, hidden, T, opts, cell="rnn"):
     has_lengths, truncation, has_xi = opts
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
-    params, tokens, targets, h0 = draw_model(rng, hidden, T)
+    params, tokens, targets, h0 = draw_model(rng, hidden, T, cell)
     lengths = None
     if has_lengths:
         lengths = np.asarray(data.draw(st.lists(st.integers(0, T), min_size=N, max_size=N)))
@@ -218,14 +224,17 @@ def draw_model_case(data, hidden, T, opts):
     return params, tokens, targets, kw
 
 
-# (hidden sizes, T, k, options): a model compiles slowly (seconds), so whole configurations
-# form the pool; each is also an @example, so every one runs whatever hypothesis draws.
+# (cell, hidden sizes, T, k, options): a model compiles slowly (seconds), so whole
+# configurations form the pool; each is also an @example, so every one runs whatever
+# hypothesis draws.
 MODEL_CASES = (
-    ((3, 5, 4), 12, 5, O_ALL),  # 3 layers, T % k != 0, lengths + truncation + carry weights
-    ((4, 3), 7, 20, O_LENGTHS),  # k > T
-    ((5,), 7, 1, O_TRUNC_XI),  # k = 1
-    ((4, 3), 0, "sqrt", O_ALL),  # T = 0
-    ((5,), 12, "sqrt", O_NONE),  # the default path, k = 4 dividing T
+    ("rnn", (3, 5, 4), 12, 5, O_ALL),  # 3 layers, T % k != 0, lengths + truncation + ξ
+    ("rnn", (4, 3), 7, 20, O_LENGTHS),  # k > T
+    ("rnn", (5,), 7, 1, O_TRUNC_XI),  # k = 1
+    ("rnn", (4, 3), 0, "sqrt", O_ALL),  # T = 0
+    ("rnn", (5,), 12, "sqrt", O_NONE),  # the default path, k = 4 dividing T
+    ("lstm", (4, 3), 12, 5, O_ALL),  # gated cells: the state carried across segments is a
+    ("gru", (5, 4), 7, "sqrt", O_ALL),  # pytree (LSTM: [h | c])
 )
 
 
@@ -240,13 +249,13 @@ def _model_examples(test):
 def test_model_loss_and_grads_with_checkpoint_equals_full_store(case, data):
     """float64: ``model.loss_and_grads(checkpoint=k)`` == the full store to 1e-12: the loss,
     every gradient and every layer's final state, 1-3 layers, masks, lengths (0 and T),
-    truncation and carry weights."""
-    hidden, T, k, opts = case
+    truncation and carry weights; LSTM and GRU layers too."""
+    cell, hidden, T, k, opts = case
     data = data or _Fixed(T)
-    params, tokens, targets, kw = draw_model_case(data, hidden, T, opts)
+    params, tokens, targets, kw = draw_model_case(data, hidden, T, opts, cell)
     got = model.loss_and_grads(params, tokens, targets, checkpoint=k, **kw)
     want = model.loss_and_grads(params, tokens, targets, **kw)
-    assert_tree_close(got, want, what=f"L={len(hidden)} T={T} k={k} {opts}", tol=EXACT)
+    assert_tree_close(got, want, what=f"{cell} L={len(hidden)} T={T} k={k} {opts}", tol=EXACT)
 
 
 @partial(jax.jit, static_argnames=("activations", "truncation", "checkpoint"))
