@@ -15,7 +15,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import assert_tree_close, bad, check_raises, random_model, random_rnn_params
+from helpers import (
+    NAMES,
+    assert_tree_close,
+    bad,
+    check_raises,
+    random_model,
+    random_rnn_params,
+)
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -43,6 +50,16 @@ def segments(T: int, k) -> int:
 
 
 # --- One layer -------------------------------------------------------------------------------
+
+
+class _Fixed:
+    """``data`` for the ``@example`` rows: seed 0, lengths 0, T and in between."""
+
+    def __init__(self, T):
+        self.values = [0, [0, T, T // 2]]
+
+    def draw(self, strategy, label=None):
+        return self.values.pop(0)
 
 
 def draw_rnn(data, T, opts, dtype=np.float64):
@@ -98,7 +115,7 @@ def test_rnn_grad_with_checkpoint_equals_full_store(T, k, opts, data):
     h, grads = via_grad(args, kw, k)
     h_full, grads_full = via_grad(args, kw, None)
     assert_tree_close(h, h_full, what=f"h, T={T} k={k}", tol=EXACT)
-    assert_tree_close(grads, grads_full, what=f"T={T} k={k} {opts}", names=NAMES5, tol=EXACT)
+    assert_tree_close(grads, grads_full, what=f"T={T} k={k} {opts}", names=NAMES, tol=EXACT)
 
 
 @given(st.sampled_from((5, "sqrt")), st.sampled_from(OPTS_POOL), st.data())
@@ -113,21 +130,8 @@ def test_rnn_forward_backward_with_checkpoint_equals_full_store(k, opts, data):
     h, grads, cache = via_cache(args, kw, k)
     h_full, grads_full, _ = via_cache(args, kw, None)
     assert_tree_close(h, h_full, what=f"h, T={T} k={k}", tol=EXACT)
-    assert_tree_close(grads, grads_full, what=f"T={T} k={k} {opts}", names=NAMES5, tol=EXACT)
+    assert_tree_close(grads, grads_full, what=f"T={T} k={k} {opts}", names=NAMES, tol=EXACT)
     assert_no_per_step_state(cache, T, k)
-
-
-NAMES5 = ("dx", "dh0", "dWx", "dWh", "db")
-
-
-class _Fixed:
-    """``data`` for the ``@example`` rows: seed 0, lengths 0, T and in between."""
-
-    def __init__(self, T):
-        self.values = [0, [0, T, T // 2]]
-
-    def draw(self, strategy, label=None):
-        return self.values.pop(0)
 
 
 def assert_no_per_step_state(cache, T, k):
@@ -159,7 +163,7 @@ def test_float32_within_documented_tolerance():
     h, grads = via_grad(args, kw, k)
     h_full, grads_full = via_grad(args, kw, None)
     assert_tree_close(h, h_full, np.float32, "h")
-    assert_tree_close(grads, grads_full, np.float32, f"k={k}", names=NAMES5)
+    assert_tree_close(grads, grads_full, np.float32, f"k={k}", names=NAMES)
     params, tokens, targets, h0 = draw_model(np.random.default_rng(1), (4, 3), T)
     params = jax.tree_util.tree_map(lambda a: a.astype(np.float32), params)
     h0 = tuple(s.astype(np.float32) for s in h0)
