@@ -169,3 +169,81 @@ def test_shard_map_recipe_matches_one_device():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert float(out.stdout.strip().splitlines()[-1]) < 1e-5
+
+
+# --- found by the independent review of the engine wave (each failed before its fix) ---
+T7 = 7
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    return model.init(jax.random.PRNGKey(0), 7, (4, 3), dtype=jnp.float32)
+
+
+REVIEW = {
+    "xi-length-checkpoint": (
+        lambda p, tok: model.loss_and_grads(p, tok, tok, carry_weights=jnp.ones(5), checkpoint=3),
+        ValueError,
+        r"loss_and_grads: carry_weights must have shape \(T,\) = \(7,\)",
+    ),
+    "xi-length-loss": (
+        lambda p, tok: model.loss(p, tok, tok, carry_weights=jnp.ones(9)),
+        ValueError,
+        r"loss: carry_weights must have shape \(T,\) = \(7,\)",
+    ),
+    "h0-dtype": (
+        lambda p, tok: model.loss(p, tok, tok, h0=(jnp.zeros((2, 4)), jnp.zeros((2, 3)))),
+        TypeError,
+        r"loss: h0\[0\] must have the weights' dtype float32, got float64",
+    ),
+    "V-shape": (
+        lambda p, tok: model.loss(p._replace(V=jnp.zeros((5, 7), jnp.float32)), tok, tok),
+        ValueError,
+        r"loss: V.shape\[0\] must equal the top layer's output size. Expected 3, got 5",
+    ),
+    "layer-input-size-loss": (
+        lambda p, tok: model.loss(
+            p._replace(layers=(p.layers[0], jaxrnn.init_params(jax.random.PRNGKey(1), 5, 3))),
+            tok,
+            tok,
+        ),
+        ValueError,
+        r"loss \(layer 1\): x.shape\[-1\] must equal Wx.shape\[0\]",
+    ),
+    "gated-activation": (
+        lambda p, tok: model.loss_and_grads(
+            model.init(jax.random.PRNGKey(0), 7, (4,), cell="lstm"), tok, tok, activations="relu"
+        ),
+        ValueError,
+        "activations apply to RNN layers; layer 0 is an LSTM",
+    ),
+    "bidirectional-mixed-cells": (
+        lambda p, tok: jaxrnn.stack_forward(
+            jnp.zeros((2, 3, 3)),
+            (jnp.zeros((2, 12)),),
+            (
+                jaxrnn.BiRNNParams(
+                    jaxrnn.init_lstm_params(jax.random.PRNGKey(0), 3, 4),
+                    jaxrnn.init_gru_params(jax.random.PRNGKey(1), 3, 4),
+                ),
+            ),
+        ),
+        ValueError,
+        "fwd and bwd must be the same cell",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(REVIEW), ids=list(REVIEW))
+def test_review_finding_is_refused_with_a_message(small_model, case):
+    call, exc, match = REVIEW[case]
+    tok = jnp.zeros((2, T7), jnp.int32)
+    with pytest.raises(exc, match=match):
+        call(small_model, tok)
+
+
+def test_checkify_ids_reports_min_and_max_of_the_counted_ids():
+    f = jax.jit(checkify.checkify(lambda t, w: model.check_ids_in_range(t, 3, where=w)))
+    assert "got min 4, max 7" in f(jnp.array([5, 7, 4]), jnp.array([1, 1, 1]))[0].get()
+    assert "got min 1, max 9" in f(jnp.array([1, 9, -100]), jnp.array([1, 1, 0]))[0].get()
+    assert f(jnp.array([1, 2, -100]), jnp.array([1, 1, 0]))[0].get() is None

@@ -223,7 +223,8 @@ def draw_model_case(data, hidden, T, opts, cell="rnn"):
         mask=rng.random((N, T)) < 0.8,  # some targets not counted
         truncation=truncation,
         carry_weights=rng.uniform(0, 2, T) if has_xi else None,
-        activations=("tanh", "relu", "sigmoid")[: len(hidden)],
+        # per-layer activations for RNN layers; a gated layer keeps its own sigmoid/tanh
+        activations=("tanh", "relu", "sigmoid")[: len(hidden)] if cell == "rnn" else "tanh",
     )
     return params, tokens, targets, kw
 

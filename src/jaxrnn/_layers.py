@@ -69,11 +69,13 @@ def check_ids_in_range(ids: Array, bound: int, where: Array | None = None) -> Ar
         check_ids("check_ids_in_range", "ids", ids, bound, "the bound", where=where)
         return jnp.asarray(ids)
     arr = jnp.asarray(ids)
-    ok = (arr >= 0) & (arr < bound)
-    if where is not None:
-        ok = ok | (jnp.asarray(where) == 0)
+    counted = jnp.ones(arr.shape, bool) if where is None else jnp.asarray(where) != 0
+    ok = ~counted | ((arr >= 0) & (arr < bound))
+    big = jnp.iinfo(arr.dtype)
+    lo = jnp.where(counted, arr, big.max).min(initial=big.max)  # over the counted ids only
+    hi = jnp.where(counted, arr, big.min).max(initial=big.min)
     checkify.check(jnp.all(ok), f"ids must lie in [0, {bound}), got min {{lo}}, max {{hi}}",
-                   lo=arr.min(initial=0), hi=arr.max(initial=0))  # fmt: skip
+                   lo=lo, hi=hi)  # fmt: skip
     return arr
 
 

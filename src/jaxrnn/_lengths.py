@@ -72,7 +72,9 @@ def final_state(h: Array, h0: Array, lengths: Array | None = None) -> Array:
     Returns:
       ``(N, H)``: ``h[n, lengths[n] - 1]``, or ``h0[n]`` where ``lengths[n] == 0``
       (``h[:, T-1]``, or ``h0`` when T = 0, without lengths). This is the ``h0`` to
-      pass to the next call when a long sequence is processed chunk by chunk.
+      pass to the next call when a long sequence is processed chunk by chunk. (For an
+      LSTM the state also holds ``c``, which ``h`` does not show: use the final states
+      that :func:`jaxrnn.stack_forward` returns, ``[h | c]``.)
     """
     if lengths is not None:
         lengths = _check_lengths("final_state", lengths, *h.shape[:2])

@@ -320,6 +320,11 @@ def lstm(
     A ``jax.custom_vjp`` whose rule is :func:`lstm_backward`; differentiable in ``x``,
     ``h0``, ``c0`` (when given), ``Wx``, ``Wh`` and ``b``. Arguments as in
     :func:`lstm_forward`. Composes with ``jit``, ``grad`` and ``vmap``.
+
+    The final cell state ``c_T`` is not returned (nor is it in ``h``); to carry
+    ``(h, c)`` from one chunk into the next, run the layer through
+    :func:`jaxrnn.stack_forward` ``(x, ([h0 | c0],), (LSTMParams(Wx, Wh, b),))``,
+    whose final state is ``[h_T | c_T]`` (frozen at each sequence's last valid step).
     """
     lengths, truncation, checkpoint = check_eager("lstm", x, None, lengths, truncation, checkpoint)
     return _lstm_jit(x, h0, c0, Wx, Wh, b, lengths, carry_weights,

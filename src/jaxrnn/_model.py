@@ -1,9 +1,10 @@
-"""The document's full network: embedding -> L-layer (bi)RNN -> temporal affine -> softmax loss.
+"""The document's full network: embedding -> L recurrent layers (RNN, LSTM or GRU, optionally
+bidirectional) -> temporal affine -> softmax loss.
 
-``loss_and_grads`` is the hand-derived chain (MATH.md §6 -> §4 -> §3/§5 -> the
-embedding's scatter-add); ``loss`` is the same forward pass for
-``jax.value_and_grad``, either through :func:`jaxrnn.rnn` (``custom_vjp``, hand
-BPTT) or through :func:`jaxrnn.reference.scan_rnn` (plain autodiff).
+``loss_and_grads`` is the hand-derived chain (MATH.md §6 -> §4 -> §3/§5 (§9, §10) -> the
+embedding's scatter-add); ``loss`` is the same forward pass for ``jax.value_and_grad``,
+either through the library's one ``custom_vjp`` (``_layer.run_layer``, hand BPTT) or
+through the naive scans of :mod:`jaxrnn.reference` (plain autodiff).
 """
 
 from __future__ import annotations
@@ -16,17 +17,21 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._checks import (
+    check_carry_weights,
     check_checkpoint,
+    check_dim,
     check_float_dtype,
     check_ids,
     check_lengths,
     check_positive_int,
+    check_rank,
     check_truncation,
+    float_arrays,
     int_array,
     is_concrete,
     loss_weights,
 )
-from ._layer import forward_layer, kind_of, run_layer
+from ._layer import forward_layer, run_layer
 from ._layers import (
     _embedding_args,
     _temporal_softmax_loss,
@@ -42,6 +47,8 @@ from ._stack import (
     BiRNNParams,
     backward_layers,
     check_hidden_sizes,
+    check_layer,
+    check_layers,
     check_states,
     forward_layers,
     init_stack,
@@ -70,7 +77,8 @@ def init(
     """Initialises :class:`ModelParams`.
 
     ``embed ~ Normal(0, 1)`` of shape ``(vocab_size, E)`` with ``E = embed_size``
-    (default ``hidden_sizes[0]``); the RNN layers as :func:`jaxrnn.init_params`
+    (default ``hidden_sizes[0]``); the recurrent layers as :func:`jaxrnn.init_params`
+    (or :func:`jaxrnn.init_lstm_params` / :func:`jaxrnn.init_gru_params`, see ``cell``)
     (``Wx ~ N(0, 1/in_l)``, ``Wh`` orthogonal, ``b = 0``); ``V ~ N(0, 1/H_top)``,
     ``c = 0``.
 
@@ -118,10 +126,23 @@ def init_state(params: ModelParams, N: int) -> tuple[Array, ...]:
     return zero_states(params.layers, N)
 
 
+def check_output_layer(fn: str, params: ModelParams) -> None:
+    """``V: (H_top, K)`` and ``c: (K,)`` against the top layer (trace-time shapes)."""
+    H_top = layer_size(params.layers[-1])
+    V, c = float_arrays(fn, V=params.V, c=params.c)
+    check_rank(fn, "V", V, "H_top, K")
+    check_dim(fn, "V.shape[0] must equal the top layer's output size", H_top, V.shape[0],
+              V=V.shape)  # fmt: skip
+    check_dim(fn, "c.shape must be (K,) with K = V.shape[1]", V.shape[1], c.shape[0] if c.ndim
+              else -1, V=V.shape, c=c.shape)  # fmt: skip
+
+
 def _check_batch(fn: str, params: ModelParams, tokens, targets, h0, mask, lengths):
     """Validates a batch (shapes always, token/target/length values when concrete)."""
     tokens, _ = _embedding_args(fn, tokens, params.embed)
     N, T = tokens.shape
+    check_layers(fn, params.layers)
+    check_output_layer(fn, params)
     targets = int_array(fn, "targets", targets, "N, T", shape=(N, T))
     if lengths is not None:
         lengths = check_lengths(fn, lengths, N, T)
@@ -166,7 +187,8 @@ def loss_and_grads(
       mask: optional ``(N, T)`` loss weights (bool or float).
       lengths: optional ``(N,)`` valid lengths in ``[0, T]``; padded steps are
         frozen in every layer and excluded from the loss.
-      activations: one name for all layers or one per layer.
+      activations: one name for all layers or one per layer (RNN layers; a gated layer
+        keeps ``"tanh"``).
       truncation: optional truncated-BPTT chunk length k (gradient stops at t = k, 2k, ...;
         a bidirectional layer's backward RNN counts its chunks in reversed time).
       carry_weights: optional ``(T,)`` randomized-truncation factors ``ξ_t`` on the
@@ -208,6 +230,8 @@ def _prepare(fn, params, tokens, targets, h0, mask, lengths, xi, activations, tr
             f"{fn}: checkpoint segments the model in time, which a bidirectional layer "
             "(reading the whole sequence backwards) cannot be; use checkpoint=None"
         )
+    if xi is not None:
+        xi = check_carry_weights(fn, xi, tokens.shape[1], params.V.dtype)
     return params, tokens, targets, h0, w, lengths, xi, acts, truncation, ck
 
 
@@ -250,10 +274,12 @@ def loss(
     The same forward pass and normalisation as :func:`loss_and_grads`, written
     with ``jnp`` ops so JAX differentiates it. ``grad`` picks the sequence layer:
 
-    - ``"hand"``: :func:`jaxrnn.rnn`, whose ``custom_vjp`` runs the hand-derived BPTT
-      (the embedding, affine and loss are differentiated by autodiff);
-    - ``"autodiff"``: :func:`jaxrnn.reference.scan_rnn`, plain reverse-mode autodiff
-      (truncation as ``lax.stop_gradient`` on the carried state at t = k, 2k, ...).
+    - ``"hand"``: each layer through the library's one ``custom_vjp`` (the one behind
+      :func:`jaxrnn.rnn`, :func:`jaxrnn.lstm`, :func:`jaxrnn.gru`), which runs the
+      hand-derived BPTT (the embedding, affine and loss are differentiated by autodiff);
+    - ``"autodiff"``: the naive scans of :mod:`jaxrnn.reference` (``scan_layer``), plain
+      reverse-mode autodiff (truncation as ``lax.stop_gradient`` on the carried state at
+      t = k, 2k, ...).
 
     With ``checkpoint`` (``grad="hand"`` only) the whole model is segmented in time
     as in :func:`loss_and_grads`, behind a ``custom_vjp`` in ``params`` and ``h0``.
@@ -288,11 +314,13 @@ def _sequence_fn(grad: str, acts, lengths, truncation, xi):
     ``custom_vjp`` (hand BPTT) or the naive scan of :mod:`jaxrnn.reference` (autodiff)."""
 
     def hand(x, s, p, i):
-        return (*run_layer(kind_of(p).name, acts[i], truncation, None, x, s, p, lengths, xi), None)
+        kind, x, s, p = check_layer("loss", i, x, s, p, acts[i])
+        return (*run_layer(kind.name, acts[i], truncation, None, x, s, p, lengths, xi), None)
 
     def autodiff(x, s, p, i):
+        kind, x, s, p = check_layer("loss", i, x, s, p, acts[i])
         kw = dict(lengths=lengths, truncation=truncation, carry_weights=xi)
-        return (*scan_layer(kind_of(p).name, acts[i], x, s, p, **kw), None)
+        return (*scan_layer(kind.name, acts[i], x, s, p, **kw), None)
 
     return hand if grad == "hand" else autodiff
 
@@ -323,8 +351,10 @@ def predict_step(
     Args:
       params: unidirectional :class:`ModelParams`.
       tokens: ``(N,)`` token ids.
-      state: one ``(N, H_l)`` state per layer (from :func:`init_state` or ``hT``).
-      activations: one name for all layers or one per layer.
+      state: one ``(N, S_l)`` state per layer (from :func:`init_state` or ``hT``; an LSTM
+        layer's is ``[h | c]``, ``(N, 2 H_l)``).
+      activations: one name for all layers or one per layer (RNN layers; a gated layer
+        keeps ``"tanh"``).
 
     Returns:
       ``(scores, new_state)``: ``(N, K)`` unnormalised log-probabilities and the
@@ -343,7 +373,8 @@ def predict_step(
 @partial(jax.jit, static_argnums=(3,))
 def _predict_step(params, tokens, state, acts):
     x, new = params.embed[tokens][:, None], []  # (N, 1, E): a one-step sequence
-    for p, s, act in zip(params.layers, state, acts, strict=True):
-        x, s, _ = forward_layer(kind_of(p), act, x, s, p, None, None, None)  # §1
+    for i, (p, s, act) in enumerate(zip(params.layers, state, acts, strict=True)):
+        kind, x, s, p = check_layer("predict_step", i, x, s, p, act)
+        x, s, _ = forward_layer(kind, act, x, s, p, None, None, None)  # §1
         new.append(s)
     return x[:, 0] @ params.V + params.c[None], tuple(new)  # §6: (N, K)

@@ -153,6 +153,26 @@ def _dtype(p: LayerParams):
     return (p.fwd if isinstance(p, BiRNNParams) else p).Wh.dtype
 
 
+def _check_bidirectional(fn: str, i: int, p: LayerParams) -> None:
+    """A bidirectional layer's two directions: one cell type, one hidden size."""
+    if not isinstance(p, BiRNNParams):
+        return
+    f, b = p.fwd, p.bwd
+    if type(f) is not type(b) or f.Wh.shape != b.Wh.shape:
+        raise ValueError(
+            f"{fn}: layers[{i}] is bidirectional, so fwd and bwd must be the same cell with "
+            f"the same sizes, got {type(f).__name__} Wh {tuple(f.Wh.shape)} and "
+            f"{type(b).__name__} Wh {tuple(b.Wh.shape)}"
+        )
+
+
+def check_layers(fn: str, layers: Sequence[LayerParams]) -> None:
+    """Every layer is a registered cell's params, or a BiRNNParams of two of one kind."""
+    for i, p in enumerate(layers):
+        kind_of(p.fwd if isinstance(p, BiRNNParams) else p)  # TypeError naming the type
+        _check_bidirectional(fn, i, p)
+
+
 def check_states(fn: str, h0: Sequence[Array], layers: Sequence[LayerParams], N: int) -> tuple:
     """Checks one ``(N, S_l)`` state per layer (:func:`state_size`: H, 2H for an LSTM's
     ``[h | c]``, doubled when bidirectional)."""
@@ -162,6 +182,7 @@ def check_states(fn: str, h0: Sequence[Array], layers: Sequence[LayerParams], N:
             f"got {type(h0).__name__} (model functions take h0=None for zeros)"
         )
     h0 = tuple(h0)
+    check_layers(fn, layers)
     if len(h0) != len(layers):
         raise ValueError(
             f"{fn}: h0 must hold one state per layer: expected {len(layers)}, got {len(h0)}"
@@ -174,7 +195,23 @@ def check_states(fn: str, h0: Sequence[Array], layers: Sequence[LayerParams], N:
                 f"{fn}: h0[{i}] must have shape (N, H_{i}) = {want}"
                 f"{' (an LSTM layer carries [h | c])' if lstm else ''}, got {tuple(jnp.shape(h))}"
             )
+    for i, (h, p) in enumerate(zip(h0, layers, strict=True)):  # shapes first, then dtypes
+        if jnp.result_type(h) != _dtype(p):
+            raise TypeError(
+                f"{fn}: h0[{i}] must have the weights' dtype {_dtype(p)}, got {jnp.result_type(h)}"
+            )
     return h0
+
+
+def check_layer(fn: str, i: int, x, s, p, act: str):
+    """Trace-time checks of layer ``i`` (shapes, dtypes, activation): ``(kind, x, s, p)``."""
+    kind = kind_of(p)
+    if kind.name != "rnn" and act != "tanh":
+        raise ValueError(
+            f"{fn}: activations apply to RNN layers; layer {i} is an {kind.name.upper()}, "
+            f"whose gates use sigmoid and tanh, got activation {act!r}"
+        )
+    return (kind, *kind.check(f"{fn} (layer {i})", x, s, p))
 
 
 def walk(
@@ -216,13 +253,17 @@ def stack_forward(
     truncation: int | None = None,
     carry_weights: Array | None = None,
 ) -> tuple[Array, tuple[Array, ...], StackCache]:
-    """Runs L RNN layers, layer l's hidden sequence being layer l+1's input (MATH.md §1, §4).
+    """Runs L recurrent layers, layer l's hidden sequence being layer l+1's input (§1, §4).
 
     Args:
       x: ``(N, T, D)`` input of the first layer.
-      h0: one initial state per layer, ``(N, H_l)`` (``(N, 2 H_l)`` bidirectional).
-      layers: :class:`jaxrnn.RNNParams` or :class:`BiRNNParams` per layer.
-      activations: one name for all layers or one per layer.
+      h0: one initial state per layer, ``(N, S_l)``: ``H_l`` for an RNN or GRU layer,
+        ``2 H_l`` for an LSTM layer's ``[h | c]``; doubled when bidirectional.
+      layers: :class:`jaxrnn.RNNParams`, :class:`jaxrnn.LSTMParams`,
+        :class:`jaxrnn.GRUParams`, or a :class:`BiRNNParams` of two of one kind, per
+        layer (the cell is inferred from the type).
+      activations: one name for all layers or one per layer (RNN layers only: a gated
+        layer must keep the default ``"tanh"``).
       lengths: optional ``(N,)`` valid lengths, as in :func:`jaxrnn.rnn_forward`.
       truncation: optional truncated-BPTT chunk length, applied in every layer
         (a bidirectional layer's backward RNN counts its chunks in reversed time).
@@ -253,8 +294,7 @@ def forward_layers(x, h0, layers, lengths, xi, acts, truncation):
         xi = check_carry_weights("stack_forward", xi, jnp.shape(x)[1], jnp.result_type(x))
 
     def run(x, s, p, i):
-        kind = kind_of(p)
-        x, s, p = kind.check(f"stack_forward (layer {i})", x, s, p)  # trace-time shapes
+        kind, x, s, p = check_layer("stack_forward", i, x, s, p, acts[i])
         return forward_layer(kind, acts[i], x, s, p, lengths, xi, truncation)  # §1
 
     h, hT, caches = walk(x, h0, layers, run, lengths)
