@@ -17,13 +17,12 @@ from . import _recurrence as rec
 from ._checks import (
     check_dh,
     check_eager,
-    check_float_dtype,
     check_gated_args,
     check_gated_call,
-    check_positive_int,
     check_same_shape,
 )
 from ._layer import Kind, register, run_layer
+from ._params import gate_weights
 
 Array = jax.Array
 
@@ -294,14 +293,8 @@ def gru(
 def init_gru_params(key, D: int, H: int, dtype=jnp.float32) -> GRUParams:
     """``GRUParams`` with ``Wx ~ Normal(0, 1/D)``, each gate's ``(H, H)`` block of ``Wh``
     random orthogonal (as :func:`jaxrnn.init_params` for ``Wh``), both biases zero."""
-    D = check_positive_int("init_gru_params", "D", D)
-    H = check_positive_int("init_gru_params", "H", H)
-    dtype = check_float_dtype("init_gru_params", dtype)
-    kx, kh = jax.random.split(key)
-    Wx = jax.random.normal(kx, (D, 3 * H), dtype) / jnp.sqrt(jnp.asarray(D, dtype))
-    orth = jax.nn.initializers.orthogonal()
-    Wh = jnp.concatenate([orth(k, (H, H), dtype) for k in jax.random.split(kh, 3)], axis=1)
-    zeros = jnp.zeros((3 * H,), dtype)
+    Wx, Wh = gate_weights("init_gru_params", key, D, H, 3, dtype)
+    zeros = jnp.zeros((Wh.shape[1],), Wx.dtype)
     return GRUParams(Wx, Wh, zeros, zeros)
 
 

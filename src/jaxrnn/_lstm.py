@@ -18,13 +18,12 @@ from . import _recurrence as rec
 from ._checks import (
     check_dh,
     check_eager,
-    check_float_dtype,
     check_gated_args,
     check_gated_call,
-    check_positive_int,
     check_same_shape,
 )
 from ._layer import Kind, register, run_layer
+from ._params import gate_weights
 
 Array = jax.Array
 
@@ -340,14 +339,9 @@ def init_lstm_params(key, D: int, H: int, dtype=jnp.float32, forget_bias: float 
     initialisation ``c`` keeps most of itself each step and δc (MATH.md §9) reaches
     further back through the forget gate than with ``σ(0) = 0.5``.
     """
-    D = check_positive_int("init_lstm_params", "D", D)
-    H = check_positive_int("init_lstm_params", "H", H)
-    dtype = check_float_dtype("init_lstm_params", dtype)
-    kx, kh = jax.random.split(key)
-    Wx = jax.random.normal(kx, (D, 4 * H), dtype) / jnp.sqrt(jnp.asarray(D, dtype))
-    orth = jax.nn.initializers.orthogonal()
-    Wh = jnp.concatenate([orth(k, (H, H), dtype) for k in jax.random.split(kh, 4)], axis=1)
-    b = jnp.zeros((4 * H,), dtype).at[H : 2 * H].set(forget_bias)
+    Wx, Wh = gate_weights("init_lstm_params", key, D, H, 4, dtype)
+    H = Wh.shape[0]
+    b = jnp.zeros((4 * H,), Wx.dtype).at[H : 2 * H].set(forget_bias)
     return LSTMParams(Wx, Wh, b)
 
 

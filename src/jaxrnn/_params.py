@@ -8,6 +8,8 @@ import jax.numpy as jnp
 from ._checks import check_float_dtype, check_positive_int
 from ._types import RNNParams
 
+Array = jax.Array
+
 
 def init_params(key: jax.Array, D: int, H: int, dtype: jnp.dtype = jnp.float32) -> RNNParams:
     """Initialises ``RNNParams(Wx, Wh, b)`` for ``a_t = x_t @ Wx + h_{t-1} @ Wh + b``.
@@ -35,3 +37,16 @@ def init_params(key: jax.Array, D: int, H: int, dtype: jnp.dtype = jnp.float32) 
     Wx = jax.random.normal(kx, (D, H), dtype) / jnp.sqrt(jnp.asarray(D, dtype))
     Wh = jax.nn.initializers.orthogonal()(kh, (H, H), dtype)
     return RNNParams(Wx, Wh, jnp.zeros((H,), dtype))
+
+
+def gate_weights(fn: str, key: Array, D: int, H: int, G: int, dtype) -> tuple[Array, Array]:
+    """``Wx: (D, G*H) ~ Normal(0, 1/D)`` and ``Wh: (H, G*H)``, each gate's ``(H, H)`` block
+    random orthogonal: the weights of a gated cell with G gates (LSTM 4, GRU 3)."""
+    D = check_positive_int(fn, "D", D)
+    H = check_positive_int(fn, "H", H)
+    dtype = check_float_dtype(fn, dtype)
+    kx, kh = jax.random.split(key)
+    Wx = jax.random.normal(kx, (D, G * H), dtype) / jnp.sqrt(jnp.asarray(D, dtype))
+    orth = jax.nn.initializers.orthogonal()
+    Wh = jnp.concatenate([orth(k, (H, H), dtype) for k in jax.random.split(kh, G)], axis=1)
+    return Wx, Wh
