@@ -293,7 +293,7 @@ def forward_segments(
 
     def run(i, t0, size, carry):
         state, h, bounds = carry
-        bounds = tree_map(lambda B, s: B.at[i].set(s), bounds, state)  # the segment's start
+        bounds = tree_map(lambda B, s: B.at[i].set(s), bounds, state)  # §8: keep s_j only
         buf = cell.project(params, time_slice(x, t0, size))
         wopts = window_options(opts, t0, size, x.dtype)
         state, buf = forward_window(cell, params, buf, state, wopts)
@@ -326,10 +326,10 @@ def backward_segments(
         dstate, dx, dparams = carry
         state_in = tree_map(lambda B: B[i], bounds)
         xs, wopts = time_slice(x, t0, size), window_options(opts, t0, size, x.dtype)
-        _, buf = forward_window(cell, params, cell.project(params, xs), state_in, wopts)
+        _, buf = forward_window(cell, params, cell.project(params, xs), state_in, wopts)  # §8
         first_prev = cell.initial_buf(state_in)
         dhs = time_slice(dh, t0, size)
-        dstate, dbuf = backward_window(cell, bparams, buf, first_prev, dhs, dstate, wopts)
+        dstate, dbuf = backward_window(cell, bparams, buf, first_prev, dhs, dstate, wopts)  # §8
         dxs, dp = cell.param_grads(params, xs, state_in, buf, dbuf)  # §5 on this segment
         return dstate, put_time(dx, dxs, t0), tree_map(jnp.add, dparams, dp)
 

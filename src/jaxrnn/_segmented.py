@@ -48,7 +48,7 @@ def _segment_grads(params, states, dstates, batch, t0, size, acts):
     scores, ac = temporal_affine_forward(h, params.V, params.c)  # §6
     loss, dscores = _temporal_softmax_loss(scores, targets, w)  # §6, this segment's terms
     dh, dV, dc = temporal_affine_backward(dscores, ac)  # §6
-    dx, dstates, dlayers = backward_layers(dh, sc, dstates)  # §4, §3 with δ from t0 + size
+    dx, dstates, dlayers = backward_layers(dh, sc, dstates)  # §4, §3; §8: δ^l from t0 + size
     return loss, ModelParams(word_embedding_backward(dx, ec), dlayers, dV, dc), dstates
 
 
@@ -65,7 +65,7 @@ def segmented_loss_and_grads(params, tokens, targets, h0, w, lengths, xi, acts, 
 
     def forward(i, t0, size, carry):
         states, bounds = carry
-        bounds = tuple(B.at[i].set(s) for B, s in zip(bounds, states, strict=True))
+        bounds = tuple(B.at[i].set(s) for B, s in zip(bounds, states, strict=True))  # §8
         return _segment_forward(params, states, batch, t0, size, acts)[1], bounds
 
     bounds = tuple(jnp.zeros((n_seg, *s.shape), s.dtype) for s in h0)

@@ -280,6 +280,8 @@ def stack_forward(
     truncation = check_truncation(fn, truncation)
     h0 = check_states(fn, h0, layers, jnp.shape(x)[0])
     lengths = check_lengths_eagerly(fn, x, lengths)
+    if carry_weights is not None and jnp.ndim(x) == 3:  # else the shape check of x reports it
+        carry_weights = check_carry_weights(fn, carry_weights, jnp.shape(x)[1], jnp.result_type(x))
     return _stack_forward(x, h0, tuple(layers), lengths, carry_weights, acts, truncation)
 
 
@@ -289,9 +291,8 @@ def _stack_forward(x, h0, layers, lengths, carry_weights, acts, truncation):
 
 
 def forward_layers(x, h0, layers, lengths, xi, acts, truncation):
-    """:func:`stack_forward` inside ``jit``: each layer's arrays checked (trace time only)."""
-    if xi is not None:
-        xi = check_carry_weights("stack_forward", xi, jnp.shape(x)[1], jnp.result_type(x))
+    """:func:`stack_forward` inside ``jit`` (``xi`` already checked by the caller); each
+    layer's arrays checked at trace time."""
 
     def run(x, s, p, i):
         kind, x, s, p = check_layer("stack_forward", i, x, s, p, acts[i])
