@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 Array = jax.Array
+FLOATS = "float16, bfloat16, float32 or float64"  # what the functions accept (README: errors)
 
 
 def float_arrays(fn: str, **named: object) -> tuple[Array, ...]:
@@ -33,7 +34,7 @@ def float_arrays(fn: str, **named: object) -> tuple[Array, ...]:
             raise TypeError(f"{fn}: {name} must be an array, got {type(value).__name__}") from e
         if not jnp.issubdtype(arr.dtype, jnp.floating):
             raise TypeError(
-                f"{fn}: {name} must have a floating dtype (float32 or float64), got {arr.dtype}"
+                f"{fn}: {name} must have a floating dtype ({FLOATS}), got {arr.dtype}"
             )
         arrays[name] = arr
     dtypes = {name: a.dtype for name, a in arrays.items()}
@@ -146,13 +147,18 @@ def check_positive_int(fn: str, name: str, value: object, what: str = "") -> int
 
 
 def check_float_dtype(fn: str, dtype: object) -> np.dtype:
-    """Checks a parameter dtype: float32 or float64 (float64 needs ``jax_enable_x64``)."""
+    """Checks an initialiser's dtype: float32 or float64 (float64 needs ``jax_enable_x64``).
+
+    The functions run in float16 and bfloat16 too, but an orthogonal initialisation is
+    drawn in float32 or float64: initialise there and cast.
+    """
+    what = "float32 or float64 (for float16/bfloat16, initialise in float32 and cast)"
     try:
         dt = np.dtype(dtype)
     except TypeError as e:
-        raise TypeError(f"{fn}: dtype must be floating (float32 or float64), got {dtype!r}") from e
+        raise TypeError(f"{fn}: dtype must be {what}, got {dtype!r}") from e
     if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(f"{fn}: dtype must be floating (float32 or float64), got {dt}")
+        raise TypeError(f"{fn}: dtype must be {what}, got {dt}")
     return dt
 
 
@@ -170,9 +176,14 @@ def check_checkpoint(fn: str, checkpoint: object, x: object) -> int | None:
     T from ``x: (N, T, ...)``). Returns the segment length k as an int, or None."""
     if checkpoint is None:
         return None
+    shape = jnp.shape(x)
+    T = shape[1] if len(shape) > 1 else 1
+    if not is_int(T):  # a symbolic dimension (jax.export with shape polymorphism)
+        raise ValueError(
+            f"{fn}: checkpoint needs a static sequence length T to lay out its segments, "
+            f"got the symbolic T = {T}; export with a concrete T, or use checkpoint=None"
+        )
     if isinstance(checkpoint, str) and checkpoint == "sqrt":
-        shape = jnp.shape(x)
-        T = shape[1] if len(shape) > 1 else 1
         return max(1, math.isqrt(max(T - 1, 0)) + 1) if T > 1 else 1
     if not is_int(checkpoint) or checkpoint < 1:
         raise ValueError(
@@ -273,23 +284,6 @@ def check_eager(fn: str, x: object, activation: object, lengths, truncation, che
     return check_lengths_eagerly(fn, x, lengths), truncation, checkpoint
 
 
-def check_call(fn: str, x, h0, Wx, Wh, b, lengths, carry_weights, activation: str) -> tuple:
-    """The trace-time checks of :func:`jaxrnn.rnn_forward` and :func:`jaxrnn.rnn`: the
-    arrays (shapes, dtypes), the activation, the lengths' shape and dtype (their values
-    were checked before ``jit``) and the carry weights.
-
-    Returns ``(x, h0, Wx, Wh, b, lengths, carry_weights)`` as checked arrays.
-    """
-    check_activation(fn, activation)
-    x, h0, Wx, Wh, b = check_rnn_args(fn, x, h0, Wx, Wh, b, x_layout="N, T, D", h_name="h0")
-    N, T = x.shape[:2]
-    if lengths is not None:
-        lengths = check_lengths(fn, lengths, N, T)
-    if carry_weights is not None:
-        carry_weights = check_carry_weights(fn, carry_weights, T, x.dtype)
-    return x, h0, Wx, Wh, b, lengths, carry_weights
-
-
 def check_gated_weights(fn: str, Wx: Array, Wh: Array, biases: dict, G: int) -> tuple[int, int]:
     """Checks a gated cell's ``Wx: (D, G*H)``, ``Wh: (H, G*H)`` and each bias ``(G*H,)``.
 
@@ -336,21 +330,33 @@ def check_gated_args(
     return arrays
 
 
-def check_gated_call(
-    fn: str, x, states: dict, weights: dict, G: int, lengths, carry_weights
-) -> tuple:
-    """The trace-time checks of a gated cell's sequence functions (:func:`check_call`
-    for the LSTM and GRU): arrays, lengths' shape and dtype, carry weights.
+def check_cell_args(
+    fn: str, gates: int, x: object, states: dict, weights: dict, *, x_layout: str
+) -> tuple[Array, ...]:
+    """Validates any cell's ``x: (N, [T,] D)``, its states ``(N, H)`` and its weights.
 
-    Returns ``(x, *states, *weights, lengths, carry_weights)`` as checked arrays.
+    ``gates`` is the cell's G (the vanilla RNN's 1: ``Wx: (D, H)``, ``Wh: (H, H)``;
+    LSTM 4, GRU 3: ``Wx: (D, G*H)``, ``Wh: (H, G*H)``); ``states`` maps names (``"h0"``,
+    ``"c0"``, ``"prev_h"``, ...) to arrays and ``weights`` the parameter names to
+    arrays. Returns ``x``, the states and the weights, in that order, as arrays of one
+    float dtype.
     """
-    arrays = check_gated_args(fn, x, states, weights, G, x_layout="N, T, D")
-    N, T = arrays[0].shape[:2]
+    if gates == 1:
+        ((h_name, h),) = states.items()
+        return check_rnn_args(fn, x, h, *weights.values(), x_layout=x_layout, h_name=h_name)
+    return check_gated_args(fn, x, states, weights, gates, x_layout=x_layout)
+
+
+def check_sequence_options(fn: str, x: Array, lengths, carry_weights) -> tuple:
+    """The trace-time checks of a sequence's options against the checked ``x: (N, T, D)``:
+    the lengths' shape and dtype (their values were checked before ``jit``) and the
+    carry weights. Returns ``(lengths, carry_weights)`` checked."""
+    N, T = x.shape[:2]
     if lengths is not None:
         lengths = check_lengths(fn, lengths, N, T)
     if carry_weights is not None:
-        carry_weights = check_carry_weights(fn, carry_weights, T, arrays[0].dtype)
-    return (*arrays, lengths, carry_weights)
+        carry_weights = check_carry_weights(fn, carry_weights, T, x.dtype)
+    return lengths, carry_weights
 
 
 def int_array(fn: str, name: str, value: object, layout: str, shape=None) -> Array:

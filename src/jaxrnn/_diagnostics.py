@@ -25,10 +25,10 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
+from . import _recurrence as rec
 from ._activations import get_activation
-from ._cell import weight_grads
 from ._checks import check_positive_int, check_rnn_args, check_same_shape
-from ._rnn import hidden_states
+from ._rnn import RNNParams, rnn_cell, weight_grads
 
 Array = jax.Array
 
@@ -51,7 +51,8 @@ def _forward(fn, x, h0, Wx, Wh, b, activation):
     """Validated forward pass: ``((x, h0, Wx, Wh, b), h, f'(a))``, h and f' ``(N, T, H)``."""
     act = get_activation(activation)
     args = check_rnn_args(fn, x, h0, Wx, Wh, b, x_layout="N, T, D", h_name="h0")
-    h = hidden_states(*args, activation, None)  # (N, T, H), §1
+    x, h0, *p = args
+    _, h, _ = rec.forward(rnn_cell(activation), RNNParams(*p), x, h0, rec.Options())  # §1
     return args, h, act.deriv_from_output(h)  # f'(a_t) from the stored h_t, MATH.md §3
 
 

@@ -4,13 +4,14 @@ bidirectional) -> temporal affine -> softmax loss.
 ``loss_and_grads`` is the hand-derived chain (MATH.md §6 -> §4 -> §3/§5 (§9, §10) -> the
 embedding's scatter-add); ``loss`` is the same forward pass for ``jax.value_and_grad``,
 either through the library's one ``custom_vjp`` (``_layer.run_layer``, hand BPTT) or
-through the naive scans of :mod:`jaxrnn.reference` (plain autodiff).
+through the naive scans of ``_scan.py`` (plain autodiff; the oracle's scans).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -31,36 +32,44 @@ from ._checks import (
     is_concrete,
     loss_weights,
 )
+from ._cells import kind_named
 from ._layer import forward_layer, run_layer
-from ._layers import (
+from ._temporal import (
     _embedding_args,
-    _temporal_softmax_loss,
-    _word_embedding_forward,
+    temporal_softmax_loss_unchecked,
+    word_embedding_forward_unchecked,
     temporal_affine_backward,
     temporal_affine_forward,
     word_embedding_backward,
 )
 from ._lengths import mask as length_mask
 from ._segmented import segmented_loss, segmented_loss_and_grads
+from ._scan import scan_layer
 from ._stack import (
-    CELLS,
     BiRNNParams,
-    backward_layers,
+    stack_backward_unchecked,
     check_hidden_sizes,
     check_layer,
     check_layers,
     check_states,
-    forward_layers,
+    stack_forward_unchecked,
     init_stack,
     layer_activations,
     layer_size,
     walk,
     zero_states,
 )
-from ._types import ModelParams
-from .reference import scan_layer
 
 Array = jax.Array
+
+
+class ModelParams(NamedTuple):
+    """All weights of the model, a pytree (``jax.tree.map`` applies an optimizer step)."""
+
+    embed: Array  # (vocab, E)  word embedding
+    layers: tuple  # per layer: RNNParams, LSTMParams, GRUParams, or a BiRNNParams of two
+    V: Array  # (H_top, K)  hidden-to-output (H_top = 2 H_L when bidirectional)
+    c: Array  # (K,)
 
 
 def init(
@@ -77,7 +86,7 @@ def init(
     """Initialises :class:`ModelParams`.
 
     ``embed ~ Normal(0, 1)`` of shape ``(vocab_size, E)`` with ``E = embed_size``
-    (default ``hidden_sizes[0]``); the recurrent layers as :func:`jaxrnn.init_params`
+    (default ``hidden_sizes[0]``); the recurrent layers as :func:`jaxrnn.init_rnn_params`
     (or :func:`jaxrnn.init_lstm_params` / :func:`jaxrnn.init_gru_params`, see ``cell``)
     (``Wx ~ N(0, 1/in_l)``, ``Wh`` orthogonal, ``b = 0``); ``V ~ N(0, 1/H_top)``,
     ``c = 0``.
@@ -99,8 +108,7 @@ def init(
     for name, v in (("vocab_size", vocab_size), ("output_size", K), ("embed_size", E)):
         check_positive_int("init", name, v)
     check_float_dtype("init", dtype)
-    if cell not in CELLS:
-        raise ValueError(f"init: cell must be one of {CELLS}, got {cell!r}")
+    kind_named(cell, "init")
     hs = tuple(hidden_sizes)
     return _init(key, vocab_size, hs, K, E, bidirectional, jnp.dtype(dtype), cell)
 
@@ -245,12 +253,12 @@ def _segmented_loss_and_grads(params, tokens, targets, h0, w, lengths, xi, acts,
 
 @partial(jax.jit, static_argnums=(7, 8))
 def _loss_and_grads(params, tokens, targets, h0, w, lengths, carry_weights, acts, truncation):
-    x, ec = _word_embedding_forward(tokens, params.embed)  # (N, T, E)
-    h, hT, sc = forward_layers(x, h0, params.layers, lengths, carry_weights, acts, truncation)
+    x, ec = word_embedding_forward_unchecked(tokens, params.embed)  # (N, T, E)
+    h, hT, sc = stack_forward_unchecked(x, h0, params.layers, lengths, carry_weights, acts, truncation)
     scores, ac = temporal_affine_forward(h, params.V, params.c)  # §6: (N, T, K)
-    loss, dscores = _temporal_softmax_loss(scores, targets, w)  # §6
+    loss, dscores = temporal_softmax_loss_unchecked(scores, targets, w)  # §6
     dh, dV, dc = temporal_affine_backward(dscores, ac)  # §6: dh_t = dscores_t V^T
-    dx, _, dlayers = backward_layers(dh, sc)  # §4, §3, §5
+    dx, _, dlayers = stack_backward_unchecked(dh, sc)  # §4, §3, §5
     dembed = word_embedding_backward(dx, ec)  # scatter-add
     return loss, ModelParams(dembed, dlayers, dV, dc), hT
 
@@ -277,7 +285,7 @@ def loss(
     - ``"hand"``: each layer through the library's one ``custom_vjp`` (the one behind
       :func:`jaxrnn.rnn`, :func:`jaxrnn.lstm`, :func:`jaxrnn.gru`), which runs the
       hand-derived BPTT (the embedding, affine and loss are differentiated by autodiff);
-    - ``"autodiff"``: the naive scans of :mod:`jaxrnn.reference` (``scan_layer``), plain
+    - ``"autodiff"``: the naive scans of ``_scan.py`` (``scan_layer``, the oracle's too), plain
       reverse-mode autodiff (truncation as ``lax.stop_gradient`` on the carried state at
       t = k, 2k, ...).
 
@@ -311,16 +319,18 @@ def _segmented_loss(params, h0, tokens, targets, w, lengths, xi, acts, truncatio
 
 def _sequence_fn(grad: str, acts, lengths, truncation, xi):
     """One layer direction for the walk, ``(h, final state, None)``: the library's
-    ``custom_vjp`` (hand BPTT) or the naive scan of :mod:`jaxrnn.reference` (autodiff)."""
+    ``custom_vjp`` (hand BPTT) or the naive scan of ``_scan.py`` (autodiff)."""
 
     def hand(x, s, p, i):
         kind, x, s, p = check_layer("loss", i, x, s, p, acts[i])
-        return (*run_layer(kind.name, acts[i], truncation, None, x, s, p, lengths, xi), None)
+        h, sT = run_layer(kind.name, acts[i], truncation, None, x, s, p, lengths, xi)
+        return h, kind.join(sT), None
 
     def autodiff(x, s, p, i):
         kind, x, s, p = check_layer("loss", i, x, s, p, acts[i])
         kw = dict(lengths=lengths, truncation=truncation, carry_weights=xi)
-        return (*scan_layer(kind.name, acts[i], x, s, p, **kw), None)
+        h, sT = scan_layer(kind.name, acts[i], x, s, p, **kw)
+        return h, kind.join(sT), None
 
     return hand if grad == "hand" else autodiff
 
@@ -375,6 +385,6 @@ def _predict_step(params, tokens, state, acts):
     x, new = params.embed[tokens][:, None], []  # (N, 1, E): a one-step sequence
     for i, (p, s, act) in enumerate(zip(params.layers, state, acts, strict=True)):
         kind, x, s, p = check_layer("predict_step", i, x, s, p, act)
-        x, s, _ = forward_layer(kind, act, x, s, p, None, None, None)  # §1
-        new.append(s)
+        x, s, _ = forward_layer(kind, act, x, s, p)  # §1
+        new.append(kind.join(s))
     return x[:, 0] @ params.V + params.c[None], tuple(new)  # §6: (N, K)

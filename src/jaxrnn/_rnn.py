@@ -1,237 +1,138 @@
-"""The vanilla RNN layer: the document's ``rnn_forward`` / ``rnn_backward``, and ``rnn``,
-the forward pass whose ``jax.custom_vjp`` is the hand-derived BPTT.
+"""The vanilla RNN's math (MATH.md §1, §3, §5): its parameters, its step and the step's
+backward, the engine :class:`~jaxrnn._recurrence.Cell` that runs them, and its initialiser.
 
-All three run the engine's two loops (``_recurrence``) with the RNN cell
-(``_cell.rnn_cell``); arguments are validated once here, at the public boundary.
+Nothing here checks arguments or builds caches: the public functions (``_classic.py``,
+``_layer.py``) do that once, for every cell, from the registry (``_cells.py``).
 """
 
 from __future__ import annotations
 
-from functools import partial
+from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 
-from . import _recurrence as rec
-from ._cell import rnn_cell
-from ._checks import check_call, check_dh, check_eager, check_rnn_args
-from ._layer import Kind, register, run_layer
-from ._types import RNNCache, RNNParams
+from ._activations import get_activation
+from ._checks import check_float_dtype, check_positive_int
+from ._recurrence import Cell
 
 Array = jax.Array
 
 
-def hidden_states(x, h0, Wx, Wh, b, activation: str, lengths) -> Array:
-    """``h: (N, T, H)`` by the engine's forward loop (§1); arguments already checked."""
-    cell = rnn_cell(activation)
-    _, h, _ = rec.forward(cell, RNNParams(Wx, Wh, b), x, h0, rec.Options(lengths))
-    return h
+class RNNParams(NamedTuple):
+    """The three weights of one vanilla RNN layer (MATH.md §1, row-major).
 
-
-def forward_cache(x, h0, Wx, Wh, b, lengths, xi, activation, truncation, checkpoint):
-    """``(h, RNNCache)`` on checked arguments: every ``h_t`` stored, or with
-    ``checkpoint = k`` only the segment-start states (§8)."""
-    opts = rec.Options(lengths, truncation, xi, checkpoint)
-    _, h, saved = rec.forward(rnn_cell(activation), RNNParams(Wx, Wh, b), x, h0, opts)
-    if checkpoint is None:
-        return h, RNNCache(x, h0, Wx, Wh, h, activation, lengths, truncation, xi)
-    return h, RNNCache(
-        x, h0, Wx, Wh, None, activation, lengths, truncation, xi, checkpoint, saved, b
-    )
-
-
-def backward_from_cache(
-    dh: Array, cache: RNNCache, dhT: Array | None = None
-) -> tuple[Array, Array, Array, Array, Array]:
-    """:func:`rnn_backward` without the argument check: ``(dx, dh0, dWx, dWh, db)``.
-
-    ``dhT``: optional error arriving in the final (carried) state from after the
-    sequence, e.g. from the next time segment of a checkpointed model (§8).
+    ``a_t = x_t @ Wx + h_{t-1} @ Wh + b``.
     """
-    cell = rnn_cell(cache.activation)
-    params = RNNParams(cache.Wx, cache.Wh, cache.b)  # b: None on the full-store path
-    opts = rec.Options(cache.lengths, cache.truncation, cache.carry_weights, cache.checkpoint)
-    saved = cache.h if cache.checkpoint is None else cache.boundaries
-    dx, dh0, g = rec.backward(cell, params, cache.x, cache.h0, saved, dh, opts, dhT)
-    return dx, dh0, g.Wx, g.Wh, g.b
+
+    Wx: Array  # (D, H)   the document's U^T
+    Wh: Array  # (H, H)   the document's W^T
+    b: Array  # (H,)
 
 
-@partial(jax.jit, static_argnames=("activation", "truncation", "checkpoint"))
-def _rnn_forward(x, h0, Wx, Wh, b, lengths, carry_weights, *, activation, truncation, checkpoint):
-    args = check_call("rnn_forward", x, h0, Wx, Wh, b, lengths, carry_weights, activation)
-    return forward_cache(*args, activation, truncation, checkpoint)
+def step_math(f, xw_t: Array, h_prev: Array, Wh: Array) -> Array:
+    """``h_t = f(a_t)`` with ``a_t = (x_t Wx + b) + h_{t-1} Wh``; ``xw_t``: the projected input."""
+    return f(xw_t + h_prev @ Wh)  # §1: h_t = f(a_t), a_t = x_t Wx + h_{t-1} Wh + b
 
 
-def rnn_forward(
-    x: Array,
-    h0: Array,
-    Wx: Array,
-    Wh: Array,
-    b: Array,
-    *,
-    activation: str = "tanh",
-    lengths: Array | None = None,
-    truncation: int | None = None,
-    carry_weights: Array | None = None,
-    checkpoint: int | str | None = None,
-) -> tuple[Array, RNNCache]:
-    """Runs the RNN over a whole sequence (a static-bound loop, i.e. a ``lax.scan``).
+def step_backward_math(fprime, h_t: Array, dh_t: Array, Wh_T: Array) -> tuple[Array, Array]:
+    """``(δ_t @ Wh^T, δ_t)``, ``δ_t = dh_t ⊙ f'(a_t)``, with ``dh_t`` all error reaching ``h_t``."""
+    da = dh_t * fprime(h_t)  # §3: δ_t = (∂E_t/∂h_t + W^T δ_{t+1}) ⊙ f'(a_t), f' from h_t
+    return da @ Wh_T, da  # §3: W^T δ_t flows to t-1
 
-    Implements MATH.md §1 for t = 1..T::
 
-        a_t = x_t @ Wx + h_{t-1} @ Wh + b
-        h_t = f(a_t)
+def weight_grads(x: Array, h0: Array, h: Array, da: Array, Wx: Array) -> tuple[Array, ...]:
+    """MATH.md §5 after the recursion, as single matmuls over all N*T rows.
+
+    Shared by every cell (the LSTM's and GRU's gates are G blocks of columns of ``da``).
 
     Args:
-      x: ``(N, T, D)`` inputs; T = 0 and N = 0 are allowed.
-      h0: ``(N, H)`` initial hidden state.
-      Wx: ``(D, H)`` input-to-hidden weights (the document's ``U^T``).
-      Wh: ``(H, H)`` hidden-to-hidden weights (the document's ``W^T``).
-      b: ``(H,)`` bias.
-      activation: ``"tanh"`` (default), ``"relu"``, ``"sigmoid"`` or ``"identity"``.
-      lengths: optional ``(N,)`` integers in ``[0, T]``: step t of sequence n is
-        valid when ``t < lengths[n]``. The state freezes after the last valid step
-        and ``h`` is zero at padded steps; :func:`jaxrnn.final_state` gives each
-        sequence's last valid state (``h0`` for length 0). Concrete values outside
-        ``[0, T]`` raise ``ValueError``; under ``jax.jit`` see :func:`jaxrnn.check_lengths`.
-      truncation: optional chunk length k >= 1 for truncated BPTT. The forward
-        values do not change; it is stored in the cache and makes
-        :func:`rnn_backward` stop the gradient at t = k, 2k, ... (MATH.md §3).
-      carry_weights: optional ``(T,)`` factors ``ξ_t`` on the gradient that flows
-        from step t back to step t-1 (randomized truncation, Tallec & Ollivier 2017;
-        see :func:`jaxrnn.randomized_truncation`). Forward values do not change.
-        Zeros act as cuts; combined with ``truncation``, both apply.
-      checkpoint: optional memory-bounded BPTT (MATH.md §8): a segment length
-        k >= 1, or ``"sqrt"`` for ``k = ceil(sqrt(T))``. The cache then keeps only
-        the state entering each segment, and :func:`rnn_backward` recomputes one
-        segment's forward pass at a time; the gradients are the same.
+      x: ``(N, T, D)``; h0: ``(N, H)``; h: ``(N, T, H)``; da: ``(N, T, G*H)`` the δ_t of
+        every step (batch-major, rows aligned with x and h); Wx: ``(D, G*H)``.
 
     Returns:
-      ``(h, cache)``: ``h`` ``(N, T, H)`` holds ``h_1..h_T``; ``cache`` is an
-      :class:`RNNCache` pytree (inputs and hidden states, or segment-start states
-      with ``checkpoint``) for :func:`rnn_backward`. Jit-compiled (``activation``,
-      ``truncation`` and ``checkpoint`` are static).
+      ``(dx, dWx, dWh, db)``: ``(N, T, D)``, ``(D, G*H)``, ``(H, G*H)``, ``(G*H,)``.
     """
-    lengths, truncation, checkpoint = check_eager(
-        "rnn_forward", x, activation, lengths, truncation, checkpoint
+    N, T, D = x.shape
+    H, GH = h0.shape[-1], da.shape[-1]
+    da = da.reshape(N * T, GH)  # (N*T, G*H)
+    # h_{t-1} for every row; where da is zero (padding) its row adds nothing
+    h_prev = jnp.concatenate([h0[:, None], h], axis=1)[:, :T].reshape(N * T, H)
+    dx = (da @ Wx.T).reshape(N, T, D)  # §5: dx_t = δ_t @ Wx^T
+    dWx = x.reshape(N * T, D).T @ da  # §5: dWx = Σ_t x_t^T δ_t
+    dWh = h_prev.T @ da  # §5: dWh = Σ_t h_{t-1}^T δ_t
+    db = da.sum(axis=0)  # §5: db = Σ_t Σ_n δ_t
+    return dx, dWx, dWh, db
+
+
+def project(Wx: Array, b: Array, x: Array) -> Array:
+    """``x_t Wx + b`` for every step at once: ``(N, T, D) -> (N, T, G*H)``, one matmul."""
+    N, T, D = x.shape
+    return (x.reshape(N * T, D) @ Wx + b[None]).reshape(N, T, Wx.shape[1])
+
+
+def rnn_cell(activation: str) -> Cell:
+    """The vanilla RNN as a :class:`Cell` of the engine; params :class:`RNNParams`.
+
+    State ``h: (N, H)``; the buffer is ``(N, T, H)``: ``x_t Wx + b`` before step t,
+    ``h_t`` after it (the only thing its backward step needs: f' from the output).
+    """
+    act = get_activation(activation)
+
+    def step(p: RNNParams, xw_t: Array, h_prev: Array) -> tuple[Array, Array]:
+        h_t = step_math(act.fn, xw_t, h_prev, p.Wh)
+        return h_t, h_t
+
+    def step_backward(Wh_T, h_t, _prev, dnext, dh_t):
+        return step_backward_math(act.deriv_from_output, h_t, dh_t + dnext, Wh_T)
+
+    def param_grads(p: RNNParams, x, h0, h, da):
+        dx, dWx, dWh, db = weight_grads(x, h0, h, da, p.Wx)  # §5
+        return dx, RNNParams(dWx, dWh, db)
+
+    return Cell(
+        project=lambda p, x: project(p.Wx, p.b, x),  # §1: x_t Wx + b
+        step=step,
+        output=lambda h: h,
+        backward_params=lambda p: p.Wh.T,  # materialised once, outside the loop
+        step_backward=step_backward,
+        initial_buf=lambda h0: h0,
+        zero_dbuf=jnp.zeros_like,
+        param_grads=param_grads,
     )
-    return _rnn_forward(
-        x, h0, Wx, Wh, b, lengths, carry_weights,
-        activation=activation, truncation=truncation, checkpoint=checkpoint,
-    )  # fmt: skip
 
 
-@jax.jit
-def rnn_backward(dh: Array, cache: RNNCache) -> tuple[Array, Array, Array, Array, Array]:
-    """Backpropagation through time for :func:`rnn_forward`, derived by hand.
+def init_weights(fn: str, key: Array, D: int, H: int, G: int, dtype) -> tuple[Array, Array]:
+    """``Wx: (D, G*H) ~ Normal(0, 1/D)`` and ``Wh: (H, G*H)``, each gate's ``(H, H)`` block
+    random orthogonal: the weights of a cell with G gate blocks (RNN 1, GRU 3, LSTM 4)."""
+    D = check_positive_int(fn, "D", D)
+    H = check_positive_int(fn, "H", H)
+    dtype = check_float_dtype(fn, dtype)
+    kx, kh = jax.random.split(key)
+    Wx = jax.random.normal(kx, (D, G * H), dtype) / jnp.sqrt(jnp.asarray(D, dtype))
+    orth = jax.nn.initializers.orthogonal()
+    keys = [kh] if G == 1 else jax.random.split(kh, G)
+    return Wx, jnp.concatenate([orth(k, (H, H), dtype) for k in keys], axis=1)
 
-    Implements MATH.md §3 (along time) as the engine's reverse loop on batch-major
-    arrays (no transposes), for t = T..1::
 
-        da_t        = (dh_t + dnext_t) * f'(a_t)     # f' from the stored h_t
-        dnext_{t-1} = da_t @ Wh^T                    # dnext_T = 0
-        dh0         = dnext_0
+def init_rnn_params(key: Array, D: int, H: int, dtype=jnp.float32) -> RNNParams:
+    """Initialises ``RNNParams(Wx, Wh, b)`` for ``a_t = x_t @ Wx + h_{t-1} @ Wh + b``.
 
-    and MATH.md §5 after the recursion, as single matmuls over all N*T rows::
-
-        dx  = da @ Wx^T
-        dWx = sum_t x_t^T @ da_t
-        dWh = sum_t h_{t-1}^T @ da_t
-        db  = sum_t sum_n da_t
-
-    With ``lengths`` in the cache, ``m_t = t < lengths`` masks the error term:
-    ``da_t = m_t (dh_t + dnext_t) f'(a_t)``, so padded steps get zero ``dx`` and add
-    nothing to the weight gradients (the upstream ``dh`` there is ignored: those
-    outputs are constant zeros), and the error passes the frozen state unchanged.
-
-    With ``truncation = k`` in the cache, the error stops at chunk boundaries:
-    ``dnext_{t-1} = 0`` for t = k, 2k, ... (truncated BPTT: gradient flows at most
-    back to the start of its chunk; the first chunk still reaches ``h0``). This is
-    ``jax.grad`` of the forward pass with ``lax.stop_gradient`` on the carried state
-    entering steps k, 2k, ...
-
-    With ``carry_weights`` ``ξ`` in the cache (randomized truncation, Tallec &
-    Ollivier 2017, as in d2l): ``dnext_{t-1} = ξ_t (δ_t @ Wh^T)``; this is
-    ``jax.grad`` of the forward pass with the carried state entering step t
-    replaced by ``sg(h) + ξ_t (h - sg(h))`` (same value, gradient scaled by ``ξ_t``).
+    - ``Wx: (D, H)`` ~ Normal(0, 1/D) (LeCun normal: keeps ``x_t @ Wx`` at unit
+      scale for unit-scale inputs);
+    - ``Wh: (H, H)`` random orthogonal (all singular values 1, so the product of
+      Jacobians of MATH.md §3 neither shrinks nor grows through ``Wh`` alone at
+      initialisation);
+    - ``b: (H,)`` zeros.
 
     Args:
-      dh: ``(N, T, H)`` upstream gradient of the loss with respect to every
-        hidden state (the ``dE_t/dh_t`` of MATH.md §3).
-      cache: the :class:`RNNCache` returned by :func:`rnn_forward`.
+      key: a ``jax.random`` key.
+      D: input size (>= 1).
+      H: hidden size (>= 1).
+      dtype: a floating dtype (float32 by default; float64 needs ``jax_enable_x64``).
 
     Returns:
-      ``(dx, dh0, dWx, dWh, db)`` with shapes ``(N, T, D)``, ``(N, H)``,
-      ``(D, H)``, ``(H, H)``, ``(H,)``. For T = 0 all are zero.
+      :class:`RNNParams` with arrays of ``dtype``. ``init_params`` is the same function.
     """
-    dh = check_dh("rnn_backward", dh, cache.x, cache.Wh.shape[0], "the cached h")
-    return backward_from_cache(dh, cache)
-
-
-@partial(jax.jit, static_argnames=("activation", "truncation", "checkpoint"))
-def _rnn_jit(x, h0, Wx, Wh, b, lengths, carry_weights, *, activation, truncation, checkpoint):
-    x, h0, Wx, Wh, b, lengths, xi = check_call(
-        "rnn", x, h0, Wx, Wh, b, lengths, carry_weights, activation
-    )
-    p = RNNParams(Wx, Wh, b)
-    return run_layer("rnn", activation, truncation, checkpoint, x, h0, p, lengths, xi)[0]
-
-
-def rnn(
-    x: Array,
-    h0: Array,
-    Wx: Array,
-    Wh: Array,
-    b: Array,
-    *,
-    activation: str = "tanh",
-    lengths: Array | None = None,
-    truncation: int | None = None,
-    carry_weights: Array | None = None,
-    checkpoint: int | str | None = None,
-) -> Array:
-    """The RNN's hidden states, differentiable by the hand-derived BPTT.
-
-    Forward: MATH.md §1 (``h_t = f(x_t @ Wx + h_{t-1} @ Wh + b)``) by ``lax.scan``.
-    Backward: a ``jax.custom_vjp`` whose rule is the BPTT of :func:`rnn_backward`
-    (MATH.md §3, §5; the library's one ``custom_vjp``, ``_layer.run_layer``), so
-    ``jax.grad`` of any loss of ``rnn(...)`` runs the hand-derived recursion instead
-    of autodiff. Composes with ``jax.jit``,
-    ``jax.grad``, ``jax.value_and_grad`` and ``jax.vmap``.
-
-    Args:
-      x: ``(N, T, D)`` inputs.
-      h0: ``(N, H)`` initial hidden state.
-      Wx: ``(D, H)``; Wh: ``(H, H)``; b: ``(H,)``.
-      activation: ``"tanh"`` (default), ``"relu"``, ``"sigmoid"`` or ``"identity"``.
-      lengths: optional ``(N,)`` valid lengths, as in :func:`rnn_forward` (``h`` is
-        zero at padded steps, which receive zero gradient).
-      truncation: optional chunk length k: the backward rule stops the gradient at
-        t = k, 2k, ... (truncated BPTT, see :func:`rnn_backward`).
-      carry_weights: optional ``(T,)`` factors on the gradient from step t to t-1
-        (randomized truncation, see :func:`rnn_forward`).
-      checkpoint: optional segment length k or ``"sqrt"``: the forward pass keeps
-        only the state entering each segment for the backward rule, which
-        recomputes one segment at a time (memory-bounded BPTT, MATH.md §8; same
-        gradients, about ``N*H*(T/k + k)`` stored instead of ``N*H*T``).
-
-    Returns:
-      ``h``: ``(N, T, H)``, the hidden states ``h_1..h_T``.
-    """
-    lengths, truncation, checkpoint = check_eager(
-        "rnn", x, activation, lengths, truncation, checkpoint
-    )
-    return _rnn_jit(
-        x, h0, Wx, Wh, b, lengths, carry_weights,
-        activation=activation, truncation=truncation, checkpoint=checkpoint,
-    )  # fmt: skip
-
-
-def _check_layer(fn: str, x, h0, p: RNNParams):
-    x, h0, Wx, Wh, b = check_rnn_args(fn, x, h0, *p, x_layout="N, T, D", h_name="h0")
-    return x, h0, RNNParams(Wx, Wh, b)
-
-
-register(
-    RNNParams,
-    Kind("rnn", rnn_cell, lambda s: s, lambda s: s, lambda p: p.Wh.shape[0], _check_layer),
-)
+    Wx, Wh = init_weights("init_rnn_params", key, D, H, 1, dtype)
+    return RNNParams(Wx, Wh, jnp.zeros((Wh.shape[0],), Wx.dtype))

@@ -7,7 +7,7 @@ only every layer's state entering each segment. Going back, each segment
 recomputes embedding -> layers -> scores -> loss from its stored states, then
 backpropagates through that segment, carrying the error of every layer's state
 (δ, §3) into the segment before. Each segment is an ordinary batch for the same
-layer walk (``_stack.forward_layers`` / ``backward_layers``) and the same engine
+layer walk (``_stack.stack_forward_unchecked`` / ``stack_backward_unchecked``) and the same engine
 loops, with the options restated in its own time (``_recurrence.window_options``).
 """
 
@@ -18,16 +18,15 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from ._layers import (
-    _temporal_softmax_loss,
-    _word_embedding_forward,
+from ._temporal import (
+    temporal_softmax_loss_unchecked,
+    word_embedding_forward_unchecked,
     temporal_affine_backward,
     temporal_affine_forward,
     word_embedding_backward,
 )
 from ._recurrence import Options, loop_segments, time_slice, window_options
-from ._stack import backward_layers, forward_layers
-from ._types import ModelParams
+from ._stack import stack_backward_unchecked, stack_forward_unchecked
 
 Array = jax.Array
 
@@ -36,9 +35,9 @@ def _segment_forward(params, states, batch, t0, size, acts):
     """Embedding and layers over steps ``[t0, t0 + size)`` from ``states``."""
     tokens, targets, w, opts = batch
     wopts = window_options(opts, t0, size, params.V.dtype)
-    x, ec = _word_embedding_forward(time_slice(tokens, t0, size), params.embed)  # (N, k, E)
+    x, ec = word_embedding_forward_unchecked(time_slice(tokens, t0, size), params.embed)  # (N, k, E)
     layers = params.layers
-    h, hT, sc = forward_layers(x, states, layers, wopts.lengths, wopts.carry_weights, acts, None)
+    h, hT, sc = stack_forward_unchecked(x, states, layers, wopts.lengths, wopts.carry_weights, acts, None)
     return h, hT, sc, ec, time_slice(targets, t0, size), time_slice(w, t0, size)
 
 
@@ -46,10 +45,11 @@ def _segment_grads(params, states, dstates, batch, t0, size, acts):
     """One segment's loss and gradients, and the error entering its initial states."""
     h, _, sc, ec, targets, w = _segment_forward(params, states, batch, t0, size, acts)
     scores, ac = temporal_affine_forward(h, params.V, params.c)  # §6
-    loss, dscores = _temporal_softmax_loss(scores, targets, w)  # §6, this segment's terms
+    loss, dscores = temporal_softmax_loss_unchecked(scores, targets, w)  # §6, this segment's terms
     dh, dV, dc = temporal_affine_backward(dscores, ac)  # §6
-    dx, dstates, dlayers = backward_layers(dh, sc, dstates)  # §4, §3; §8: δ^l from t0 + size
-    return loss, ModelParams(word_embedding_backward(dx, ec), dlayers, dV, dc), dstates
+    dx, dstates, dlayers = stack_backward_unchecked(dh, sc, dstates)  # §4, §3; §8: δ^l from t0 + size
+    grads = params._replace(embed=word_embedding_backward(dx, ec), layers=dlayers, V=dV, c=dc)
+    return loss, grads, dstates
 
 
 def segmented_loss_and_grads(params, tokens, targets, h0, w, lengths, xi, acts, truncation, k):

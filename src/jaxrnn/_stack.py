@@ -27,9 +27,17 @@ from ._checks import (
     check_same_shape,
     check_truncation,
 )
-from ._layer import LayerCache, backward_layer, forward_layer, kind_of
+from ._cells import kind_named
+from ._cells import kind_of as kind_of
+from ._layer import (
+    LayerCache,
+    backward_layer,
+    check_activation_for,
+    check_layer_args,
+    forward_layer,
+    state_parts,
+)
 from ._lengths import reverse
-from ._params import init_params
 
 Array = jax.Array
 
@@ -79,16 +87,6 @@ def state_size(p: LayerParams) -> int:
     return kind_of(p).state_size(p)
 
 
-CELLS = ("rnn", "lstm", "gru")
-
-
-def _initializer(cell: str):
-    from ._gru import init_gru_params
-    from ._lstm import init_lstm_params
-
-    return {"rnn": init_params, "lstm": init_lstm_params, "gru": init_gru_params}[cell]
-
-
 def init_stack(
     key: Array,
     input_size: int,
@@ -101,14 +99,12 @@ def init_stack(
     """Parameters of an L-layer stack, layer l ``Wx: (in_l, G_l)`` with ``in_1 = input_size``.
 
     ``in_{l+1} = H_l`` (or ``2 H_l`` when bidirectional). ``cell``: ``"rnn"`` (each
-    layer as :func:`jaxrnn.init_params`), ``"lstm"`` (:func:`jaxrnn.init_lstm_params`)
+    layer as :func:`jaxrnn.init_rnn_params`), ``"lstm"`` (:func:`jaxrnn.init_lstm_params`)
     or ``"gru"`` (:func:`jaxrnn.init_gru_params`).
     """
     check_hidden_sizes(hidden_sizes)
     check_positive_int("init_stack", "input_size", input_size)
-    if cell not in CELLS:
-        raise ValueError(f"init_stack: cell must be one of {CELLS}, got {cell!r}")
-    init = _initializer(cell)
+    init = kind_named(cell, "init_stack").init
     layers, d = [], input_size
     for H, k in zip(hidden_sizes, jax.random.split(key, len(hidden_sizes)), strict=True):
         if bidirectional:
@@ -204,14 +200,14 @@ def check_states(fn: str, h0: Sequence[Array], layers: Sequence[LayerParams], N:
 
 
 def check_layer(fn: str, i: int, x, s, p, act: str):
-    """Trace-time checks of layer ``i`` (shapes, dtypes, activation): ``(kind, x, s, p)``."""
+    """Trace-time checks of layer ``i`` (shapes, dtypes, activation) whose state is one
+    ``(N, S)`` array: ``(kind, x, state pytree, p)``."""
     kind = kind_of(p)
-    if kind.name != "rnn" and act != "tanh":
-        raise ValueError(
-            f"{fn}: activations apply to RNN layers; layer {i} is an {kind.name.upper()}, "
-            f"whose gates use sigmoid and tanh, got activation {act!r}"
-        )
-    return (kind, *kind.check(f"{fn} (layer {i})", x, s, p))
+    check_activation_for(f"{fn} (layer {i})", kind, act)
+    where = f"{fn} (layer {i})"
+    parts = state_parts(where, kind, kind.split(s))
+    x, state, p, _, _ = check_layer_args(where, kind, x, parts, p)
+    return kind, x, state, p
 
 
 def walk(
@@ -287,16 +283,17 @@ def stack_forward(
 
 @partial(jax.jit, static_argnums=(5, 6))
 def _stack_forward(x, h0, layers, lengths, carry_weights, acts, truncation):
-    return forward_layers(x, h0, layers, lengths, carry_weights, acts, truncation)
+    return stack_forward_unchecked(x, h0, layers, lengths, carry_weights, acts, truncation)
 
 
-def forward_layers(x, h0, layers, lengths, xi, acts, truncation):
+def stack_forward_unchecked(x, h0, layers, lengths, xi, acts, truncation):
     """:func:`stack_forward` inside ``jit`` (``xi`` already checked by the caller); each
     layer's arrays checked at trace time."""
 
     def run(x, s, p, i):
         kind, x, s, p = check_layer("stack_forward", i, x, s, p, acts[i])
-        return forward_layer(kind, acts[i], x, s, p, lengths, xi, truncation)  # §1
+        h, sT, cache = forward_layer(kind, acts[i], x, s, p, lengths, xi, truncation)  # §1
+        return h, kind.join(sT), cache
 
     h, hT, caches = walk(x, h0, layers, run, lengths)
     return h, hT, StackCache(caches, lengths)
@@ -328,10 +325,10 @@ def stack_backward(
     H = sum(c.params.Wh.shape[0] for c in (top if isinstance(top, tuple) else (top,)))
     ref = jax.ShapeDtypeStruct((N, T, H), (top if isinstance(top, LayerCache) else top[0]).x.dtype)
     dh = check_same_shape("stack_backward", "dh", dh, "the top layer's output", ref)
-    return backward_layers(dh, cache)
+    return stack_backward_unchecked(dh, cache)
 
 
-def backward_layers(dh: Array, cache: StackCache, dhT: Sequence[Array] | None = None) -> tuple:
+def stack_backward_unchecked(dh: Array, cache: StackCache, dhT: Sequence[Array] | None = None) -> tuple:
     """:func:`stack_backward` on checked arguments; ``dhT`` (optional, unidirectional
     layers): the error arriving in each layer's final state from a later time segment."""
     lengths = cache.lengths
@@ -339,16 +336,17 @@ def backward_layers(dh: Array, cache: StackCache, dhT: Sequence[Array] | None = 
     L = len(cache.layers)
     for i, c in zip(reversed(range(L)), reversed(cache.layers), strict=True):
         if isinstance(c, LayerCache):
-            dnext = None if dhT is None else dhT[i]
+            kind = kind_named(c.kind)
+            dnext = None if dhT is None else kind.split(dhT[i])
             dh, dh0, g = backward_layer(dh, c, dnext)  # §4: dx of this layer -> dh below
-            dh0s.append(dh0)
+            dh0s.append(kind.join(dh0))
             dlayers.append(g)
         else:
             cf, cb = c
-            H = cf.params.Wh.shape[0]
+            kind, H = kind_named(cf.kind), cf.params.Wh.shape[0]
             dxf, dh0f, gf = backward_layer(dh[..., :H], cf)
             dxb, dh0b, gb = backward_layer(reverse(dh[..., H:], lengths), cb)
             dh = dxf + reverse(dxb, lengths)  # §4: both directions read x
-            dh0s.append(jnp.concatenate([dh0f, dh0b], axis=-1))
+            dh0s.append(jnp.concatenate([kind.join(dh0f), kind.join(dh0b)], axis=-1))
             dlayers.append(BiRNNParams(gf, gb))
     return dh, tuple(reversed(dh0s)), tuple(reversed(dlayers))

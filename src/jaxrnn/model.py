@@ -4,7 +4,7 @@
 ``loss`` (for ``jax.value_and_grad``) and ``predict_step``; see MATH.md §3–§6.
 """
 
-from ._layers import check_ids_in_range as check_ids_in_range
+from ._temporal import check_ids_in_range as check_ids_in_range
 from ._model import ModelParams as ModelParams
 from ._model import init as init
 from ._model import init_state as init_state

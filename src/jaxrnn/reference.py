@@ -9,20 +9,23 @@ weight gradients step by step, unlike :func:`jaxrnn.rnn_backward`, which
 computes them after the recursion as single matmuls (MATH.md §5). These
 use numpy only, so agreement between the two is evidence for both.
 
-:func:`scan_rnn` is the second oracle: the forward pass as a JAX user would
-write it (``lax.scan``, input projection inside the loop, no ``custom_vjp``),
-for ``jax.grad`` to differentiate by autodiff.
+:func:`scan_rnn`, :func:`scan_lstm` and :func:`scan_gru` (from ``_scan.py``, where
+the model's autodiff path imports them too) are the second oracle: the forward pass
+as a JAX user would write it (``lax.scan``, input projection inside the loop, no
+``custom_vjp``), for ``jax.grad`` to differentiate by autodiff.
 
 The numpy functions take and return ``numpy.ndarray``; shapes as in MATH.md §1.
 """
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from ._activations import get_activation
+from ._scan import scan_cell as scan_cell
+from ._scan import scan_gru as scan_gru
+from ._scan import scan_layer as scan_layer
+from ._scan import scan_lstm as scan_lstm
+from ._scan import scan_rnn as scan_rnn
 
 _F = {
     "tanh": np.tanh,
@@ -96,31 +99,6 @@ def rnn_backward(dh, cache):
     return dx, dprev_h, dWx, dWh, db
 
 
-def scan_rnn(
-    x, h0, Wx, Wh, b, activation="tanh", *, lengths=None, truncation=None, carry_weights=None
-):
-    """Naive JAX forward, for autodiff: ``h_t = f(x_t @ Wx + h_{t-1} @ Wh + b)`` (MATH.md §1).
-
-    x: (N, T, D), h0: (N, H) -> h: (N, T, H). No validation, no custom_vjp:
-    ``jax.grad`` of a loss of this function is plain reverse-mode autodiff.
-
-    ``lengths`` (N,): step t of row n is valid when ``t < lengths[n]``; the
-    carried state freezes after the last valid step and the output is zero at
-    padded steps. ``truncation`` k: ``lax.stop_gradient`` on the carried state
-    entering steps t = k, 2k, ... (the definition of truncated BPTT that
-    :func:`jaxrnn.rnn_backward` is tested against); forward values are unchanged.
-    ``carry_weights`` ξ (T,): the state entering step t becomes
-    ``sg(h) + ξ_t (h - sg(h))``, which scales the gradient through it by ξ_t.
-    """
-    step = _rnn_step(Wx, Wh, b, activation)
-    return scan_cell(step, x, h0, lambda h: h, lengths, truncation, carry_weights)[0]
-
-
-def _rnn_step(Wx, Wh, b, activation):
-    f = get_activation(activation).fn
-    return lambda h_prev, x_t: f(x_t @ Wx + h_prev @ Wh + b[None])  # §1
-
-
 # --- The gated cells (MATH.md §9, §10): the same loop style, one step function each ---------
 
 
@@ -153,7 +131,10 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
 
 
 def lstm_forward(x, h0, Wx, Wh, b, c0=None):
-    """The loop over time; x: (N, T, D), h0 (and c0, zeros if None): (N, H) -> h, cache."""
+    """The loop over time; x: (N, T, D), h0 (and c0, zeros if None): (N, H) -> h, cache.
+
+    ``c0`` extends CS231n's signature (the oracle's only extension); the cache also
+    keeps the final ``(h_T, c_T)`` as ``cache[-1]``."""
     N, T, _ = x.shape
     H = h0.shape[1]
     h = np.zeros((N, T, H), dtype=np.result_type(x, h0, Wx, Wh, b))
@@ -163,12 +144,12 @@ def lstm_forward(x, h0, Wx, Wh, b, c0=None):
         prev_h, prev_c, step_cache = lstm_step_forward(x[:, t], prev_h, prev_c, Wx, Wh, b)
         h[:, t] = prev_h
         steps.append(step_cache)
-    return h, (x, h0, Wx, Wh, steps, c0 is not None)
+    return h, (x, h0, Wx, Wh, steps, (prev_h, prev_c))
 
 
 def lstm_backward(dh, cache):
-    """BPTT loop; ``(dx, dh0, dWx, dWh, db)``, plus ``dc0`` last when ``c0`` was given."""
-    x, h0, Wx, Wh, steps, has_c0 = cache
+    """BPTT loop; CS231n's ``(dx, dh0, dWx, dWh, db)``, always five."""
+    x, h0, Wx, Wh, steps, _ = cache
     N, T, H = dh.shape
     dx = np.zeros((N, T, Wx.shape[0]), dtype=dh.dtype)
     dWx, dWh, db = np.zeros_like(Wx), np.zeros_like(Wh), np.zeros(Wh.shape[1], dh.dtype)
@@ -178,7 +159,7 @@ def lstm_backward(dh, cache):
             dh[:, t] + dprev_h, dprev_c, steps[t]
         )
         dWx, dWh, db = dWx + dWx_t, dWh + dWh_t, db + db_t
-    return (dx, dprev_h, dWx, dWh, db) + ((dprev_c,) if has_c0 else ())
+    return dx, dprev_h, dWx, dWh, db
 
 
 def gru_step_forward(x, prev_h, Wx, Wh, bx, bh):
@@ -228,87 +209,3 @@ def gru_backward(dh, cache):
         dx[:, t], dprev_h, *g_t = gru_step_backward(dh[:, t] + dprev_h, steps[t])
         grads = [a + g for a, g in zip(grads, g_t, strict=True)]
     return (dx, dprev_h, *grads)
-
-
-def scan_cell(step, x, state0, out, lengths=None, truncation=None, carry_weights=None):
-    """The naive ``lax.scan`` of any cell, ``state_t = step(state_{t-1}, x_t)``, output
-    ``out(state_t)``, with the options of :func:`scan_rnn` (lengths freeze the state
-    and zero the output; truncation and ξ act on the carried state through
-    ``stop_gradient``). Returns ``(outputs (N, T, H), final state)``."""
-    N, T = x.shape[:2]
-    t = jnp.arange(T)
-    cut = (t % truncation == 0) & (t > 0) if truncation else jnp.zeros((T,), dtype=bool)
-    if lengths is None:
-        m = jnp.ones((T, N, 1), dtype=bool)
-    else:
-        lengths = jnp.asarray(lengths).astype(jnp.int32)
-        m = (jnp.arange(T, dtype=jnp.int32)[:, None] < lengths[None, :])[:, :, None]
-    xi = jnp.ones((T,), x.dtype) if carry_weights is None else carry_weights
-
-    def body(s, xs):
-        x_t, m_t, cut_t, xi_t = xs
-        sg = jax.lax.stop_gradient(s)
-        if carry_weights is not None:
-            s = jax.tree.map(lambda a, b: b + xi_t * (a - b), s, sg)
-        if truncation:
-            s = jax.tree.map(lambda a, b: jnp.where(cut_t, b, a), s, sg)
-        new = step(s, x_t)
-        y = out(new)
-        if lengths is None:
-            return new, y
-        return jax.tree.map(lambda a, b: jnp.where(m_t, a, b), new, s), jnp.where(
-            m_t, y, jnp.zeros_like(y)
-        )
-
-    if T == 0:
-        return jnp.zeros((N, 0, out(state0).shape[-1]), dtype=x.dtype), state0
-    sT, h = jax.lax.scan(body, state0, (x.swapaxes(0, 1), m, cut, xi))  # (T, N, H)
-    return h.swapaxes(0, 1), sT
-
-
-def _lstm_step(Wx, Wh, b):
-    def step(s, x_t):
-        h, c = s
-        i, f, o, g = jnp.split(x_t @ Wx + h @ Wh + b[None], 4, axis=-1)
-        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        return jax.nn.sigmoid(o) * jnp.tanh(c), c
-
-    return step
-
-
-def _gru_step(Wx, Wh, bx, bh):
-    def step(h, x_t):
-        xr, xz, xn = jnp.split(x_t @ Wx + bx[None], 3, axis=-1)
-        hr, hz, hn = jnp.split(h @ Wh + bh[None], 3, axis=-1)
-        r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
-        n = jnp.tanh(xn + r * hn)
-        return (1 - z) * n + z * h
-
-    return step
-
-
-def scan_lstm(x, h0, Wx, Wh, b, c0=None, *, lengths=None, truncation=None, carry_weights=None):
-    """Naive JAX LSTM forward for autodiff (§9): the input projection inside the loop, no
-    custom_vjp; options as in :func:`scan_rnn` (truncation and ξ act on ``(h, c)``)."""
-    c0 = jnp.zeros_like(h0) if c0 is None else c0
-    step = _lstm_step(Wx, Wh, b)
-    return scan_cell(step, x, (h0, c0), lambda s: s[0], lengths, truncation, carry_weights)[0]
-
-
-def scan_gru(x, h0, Wx, Wh, bx, bh, *, lengths=None, truncation=None, carry_weights=None):
-    """Naive JAX GRU forward for autodiff (§10, torch's formulation); options as in
-    :func:`scan_rnn`."""
-    step = _gru_step(Wx, Wh, bx, bh)
-    return scan_cell(step, x, h0, lambda s: s, lengths, truncation, carry_weights)[0]
-
-
-def scan_layer(kind: str, activation: str, x, s, p, **options):
-    """``(h, final state)`` of one layer by the naive scan, the layer's state as one
-    ``(N, S)`` array (``[h | c]`` for ``kind="lstm"``): the model's autodiff path."""
-    if kind == "lstm":
-        H = s.shape[-1] // 2
-        step, s0, out = _lstm_step(*p), (s[:, :H], s[:, H:]), lambda st: st[0]
-        h, (hT, cT) = scan_cell(step, x, s0, out, **options)
-        return h, jnp.concatenate([hT, cT], axis=-1)
-    step = _gru_step(*p) if kind == "gru" else _rnn_step(*p, activation)
-    return scan_cell(step, x, s, lambda h: h, **options)

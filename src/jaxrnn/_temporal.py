@@ -90,7 +90,7 @@ def word_embedding_forward(tokens: Array, W_embed: Array) -> tuple[Array, EmbedC
       ``(out, cache)``: ``out`` ``(N, T, E)`` and an :class:`EmbedCache`.
     """
     tokens, W_embed = _embedding_args("word_embedding_forward", tokens, W_embed)
-    return _word_embedding_forward(tokens, W_embed)
+    return word_embedding_forward_unchecked(tokens, W_embed)
 
 
 def _embedding_args(fn: str, tokens: object, W_embed: object) -> tuple[Array, Array]:
@@ -102,7 +102,7 @@ def _embedding_args(fn: str, tokens: object, W_embed: object) -> tuple[Array, Ar
 
 
 @jax.jit
-def _word_embedding_forward(tokens: Array, W_embed: Array) -> tuple[Array, EmbedCache]:
+def word_embedding_forward_unchecked(tokens: Array, W_embed: Array) -> tuple[Array, EmbedCache]:
     return W_embed[tokens], EmbedCache(tokens, W_embed.shape[0])  # (N, T, E)
 
 
@@ -213,7 +213,7 @@ def temporal_softmax_loss(
       ``(loss, dscores)``: a scalar and ``(N, T, K)``, of the dtype of ``scores``.
     """
     scores, y, w = _loss_args("temporal_softmax_loss", scores, y, mask)
-    return _temporal_softmax_loss(scores, y, w)
+    return temporal_softmax_loss_unchecked(scores, y, w)
 
 
 def _loss_args(fn: str, scores: object, y: object, mask: object) -> tuple[Array, Array, Array]:
@@ -227,7 +227,7 @@ def _loss_args(fn: str, scores: object, y: object, mask: object) -> tuple[Array,
 
 
 @jax.jit
-def _temporal_softmax_loss(scores: Array, y: Array, w: Array) -> tuple[Array, Array]:
+def temporal_softmax_loss_unchecked(scores: Array, y: Array, w: Array) -> tuple[Array, Array]:
     N, T, K = scores.shape
     shifted = scores - scores.max(axis=-1, keepdims=True)  # log-sum-exp shift
     logp = shifted - jnp.log(jnp.exp(shifted).sum(axis=-1, keepdims=True))  # log softmax
