@@ -342,7 +342,7 @@ for (act, rho), (per_term, chunked) in trunc_err.items():
 # (the cell path).
 #
 # Same $N, T, D, H$ and inputs $x$ as above, each cell with the library's init
-# (`init_params`, `init_gru_params`, `init_lstm_params`: $W_x \sim \mathcal N(0, 1/D)$,
+# (`init_rnn_params`, `init_gru_params`, `init_lstm_params`: $W_x \sim \mathcal N(0, 1/D)$,
 # every $H \times H$ block of $W_h$ random orthogonal, so for the RNN $\rho =
 # \lVert W_h \rVert_2 = 1$). The bias of the carrying gate is the knob: the LSTM's
 # forget bias $b_f \in \{0, 1, 3\}$ (1 is the library's default) and, for the
@@ -379,7 +379,7 @@ def norm2(P):  # spectral norm of each matrix in a stack
 
 
 key_rnn, key_gru, key_lstm = jax.random.split(jax.random.PRNGKey(0), 3)
-p_rnn = jaxrnn.init_params(key_rnn, D, H, jnp.float64)
+p_rnn = jaxrnn.init_rnn_params(key_rnn, D, H, jnp.float64)
 p_gru0 = jaxrnn.init_gru_params(key_gru, D, H, jnp.float64)
 p_gru = {bz: p_gru0._replace(bx=p_gru0.bx.at[H : 2 * H].set(bz)) for bz in (0.0, 1.0)}
 p_lstm = {
@@ -478,8 +478,9 @@ plt.show()
 #
 # 1. the hand-derived BPTT of `jaxrnn.lstm_backward` / `jaxrnn.gru_backward`, for a
 #    loss on $h_T$ only, equals `jax.grad` of the naive scans
-#    `jaxrnn.reference.scan_lstm` / `scan_gru` (gradients of $x$, $h_0$, $c_0$ and
-#    every weight);
+#    `jaxrnn.reference.scan_lstm` / `scan_gru` (gradients of $x$, $h_0$ and every
+#    weight), and so does `jax.grad` through `jaxrnn.lstm` from $(h_0, c_0)$ with the
+#    loss read from its final state (gradients of $c_0$ too);
 # 2. the products of one-step Jacobians above equal `jax.jacobian` of $h_T$ with
 #    respect to the state at step $k = T - 50$, by running `jaxrnn.lstm` /
 #    `jaxrnn.gru` on `x[:, k:]` from that state (reverse mode through their
@@ -503,12 +504,23 @@ w = jnp.asarray(rng.standard_normal((N, H)))
 c0 = jnp.asarray(rng.standard_normal((N, H)))
 dh_T = jnp.zeros((N, T, H)).at[:, -1].set(w)
 p, q = p_lstm[1.0], p_gru[1.0]
-dx, dh0, dWx, dWh, db, dc0 = jaxrnn.lstm_backward(dh_T, jaxrnn.lstm_forward(x, h0, *p, c0=c0)[1])
+zero = jnp.zeros_like(c0)  # lstm_forward/backward: CS231n's signature, c0 = 0
+hand = jaxrnn.lstm_backward(dh_T, jaxrnn.lstm_forward(x, h0, *p)[1])  # (dx, dh0, dWx, dWh, db)
 auto = jax.grad(
-    lambda x, h0, c0, *p: jnp.sum(w * jaxrnn.reference.scan_lstm(x, h0, *p, c0=c0)[:, -1]),
-    argnums=range(6),
-)(x, h0, c0, *p)
-errors = {"lstm_backward": max(map(max_rel, (dx, dh0, dc0, dWx, dWh, db), auto))}
+    lambda x, h0, *p: jnp.sum(w * jaxrnn.reference.scan_lstm(x, (h0, zero), *p)[:, -1]),
+    argnums=range(5),
+)(x, h0, *p)
+errors = {"lstm_backward": max(map(max_rel, hand, auto))}
+# the structured form: any c0, and the loss read from the final state (h_T, c_T)
+hand = jax.grad(
+    lambda x, s0, *p: jnp.sum(w * jaxrnn.lstm(x, s0, *p, return_state=True)[1][0]),
+    argnums=range(5),
+)(x, (h0, c0), *p)
+auto = jax.grad(
+    lambda x, s0, *p: jnp.sum(w * jaxrnn.reference.scan_lstm(x, s0, *p, return_state=True)[1][0]),
+    argnums=range(5),
+)(x, (h0, c0), *p)
+errors["jax.grad(lstm), (h0, c0)"] = max(map(max_rel, jax.tree.leaves(hand), jax.tree.leaves(auto)))
 hand = jaxrnn.gru_backward(dh_T, jaxrnn.gru_forward(x, h0, *q)[1])
 auto = jax.grad(
     lambda x, h0, *q: jnp.sum(w * jaxrnn.reference.scan_gru(x, h0, *q)[:, -1]), argnums=range(6)
@@ -517,7 +529,7 @@ errors["gru_backward"] = max(map(max_rel, hand, auto))
 
 # 2. product of step Jacobians vs jax.jacobian of jaxrnn.lstm / gru run from step k
 s = saved["LSTM b_f=1"]  # (h_k, c_k) = the states after step k
-J_h, J_c = jax.jacobian(lambda h, c: jaxrnn.lstm(x[:, k:], h, *p, c0=c)[:, -1], argnums=(0, 1))(
+J_h, J_c = jax.jacobian(lambda h, c: jaxrnn.lstm(x[:, k:], (h, c), *p)[:, -1], argnums=(0, 1))(
     s.h[:, k - 1], s.c[:, k - 1]
 )
 direct = jnp.concatenate([J_h[seqs, :, seqs], J_c[seqs, :, seqs]], axis=-1)  # ∂h_T/∂(h_k, c_k)

@@ -111,7 +111,8 @@ BAD = {
     "init-float16": (
         lambda x, h0, p: jaxrnn.init_params(jax.random.PRNGKey(0), D, H, jnp.float16),
         TypeError,
-        r"init_params: dtype must be floating \(float32 or float64\), got float16",
+        r"init_rnn_params: dtype must be float32 or float64 \(for float16/bfloat16, "
+        r"initialise in float32 and cast\), got float16",
     ),
     "checkpoint-zero": (
         lambda x, h0, p: jaxrnn.rnn(x, h0, *p, checkpoint=0),
@@ -215,7 +216,8 @@ REVIEW = {
             model.init(jax.random.PRNGKey(0), 7, (4,), cell="lstm"), tok, tok, activations="relu"
         ),
         ValueError,
-        "activations apply to RNN layers; layer 0 is an LSTM",
+        r"loss_and_grads \(layer 0\): the LSTM's gates use sigmoid and tanh; activation "
+        r"applies to the vanilla RNN only and must stay 'tanh' here, got 'relu'",
     ),
     "bidirectional-mixed-cells": (
         lambda p, tok: jaxrnn.stack_forward(

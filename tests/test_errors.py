@@ -158,7 +158,7 @@ BAD_OTHER = [
         "init_params-int-dtype",
         lambda: jaxrnn.init_params(jax.random.PRNGKey(0), 3, 2, jnp.int32),
         TypeError,
-        r"dtype must be floating",
+        r"init_rnn_params: dtype must be float32 or float64",
     ),
     bad(
         "rnn_forward-h0-None",

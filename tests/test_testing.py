@@ -291,7 +291,7 @@ def test_check_bptt_accepts_a_numpy_lstm_and_locates_a_truncated_one():
     assert "reproduce: jaxrnn.testing.check_bptt(" in msg and "shape=(3, 12), seed=3" in msg
 
 
-def test_check_bptt_names_a_wrong_parameter_and_a_bad_structure():
+def test_check_bptt_names_a_wrong_parameter():
     def no_dWh(dh, cache):
         dx, ds0, (dWx, dWh, db) = lstm_numpy.lstm_backward(dh, cache)
         return dx, ds0, (dWx, 0 * dWh, db)
@@ -299,12 +299,64 @@ def test_check_bptt_names_a_wrong_parameter_and_a_bad_structure():
     with pytest.raises(AssertionError, match=r"dparams\[1\] is wrong(.|\n)*it is all zeros"):
         check_bptt(lstm_numpy.lstm_cell, lstm_numpy.lstm_forward, no_dWh, **LSTM)
 
-    def two_params(dh, cache):
-        dx, ds0, dp = lstm_numpy.lstm_backward(dh, cache)
-        return dx, ds0, dp[:2]
 
-    with pytest.raises(AssertionError, match=r"backward_fn must return dparams with 3 arrays"):
-        check_bptt(lstm_numpy.lstm_cell, lstm_numpy.lstm_forward, two_params, **LSTM)
+# Returns whose containers differ from the reference's: (which function, how its output
+# is changed, the report's first line). Named by structure, never as wrong shapes.
+BAD_STRUCTURES = {
+    "dparams-dict-for-tuple": (
+        "backward", lambda dx, ds0, dp: (dx, ds0, dict(zip(("Wx", "Wh", "b"), dp, strict=True))),
+        "backward_fn: dparams is a dict but params is a tuple: "
+        "return dparams with the structure of params",
+    ),
+    "dparams-too-short": (
+        "backward", lambda dx, ds0, dp: (dx, ds0, dp[:2]),
+        "backward_fn: dparams has length 2 but params has length 3",
+    ),
+    "dparams-one-array": (
+        "backward", lambda dx, ds0, dp: (dx, ds0, dp[0]),
+        "backward_fn: dparams is an array but params is a tuple",
+    ),
+    "dparams-nested-dict": (
+        "backward", lambda dx, ds0, dp: (dx, ds0, (dp[0], {"Wh": dp[1]}, dp[2])),
+        "backward_fn: dparams[1] is a dict but params[1] is an array",
+    ),
+    "dstate0-h-only": (
+        "backward", lambda dx, ds0, dp: (dx, ds0[:1], dp),
+        "backward_fn: dstate0 has length 1 but state0 has length 2",
+    ),
+    "ys-dict": (
+        "forward", lambda h, cache: ({"h": h}, cache),
+        "forward_fn: ys is a dict but output(state) is an array",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(BAD_STRUCTURES))
+def test_check_bptt_names_a_container_mismatch(name):
+    which, change, message = BAD_STRUCTURES[name]
+    fns = {"forward": lstm_numpy.lstm_forward, "backward": lstm_numpy.lstm_backward}
+    real = fns[which]
+    fns[which] = lambda *a: change(*real(*a))
+    with pytest.raises(AssertionError) as info:
+        check_bptt(lstm_numpy.lstm_cell, fns["forward"], fns["backward"], **LSTM)
+    first = str(info.value).splitlines()[0]
+    assert first.startswith(f"BPTT check FAILED: {message}"), first
+    assert "WRONG" not in str(info.value)  # no leaf was compared
+
+
+def test_check_bptt_takes_lists_for_tuples_and_dicts_in_any_order():
+    def forward(x, s0, p):
+        return lstm_numpy.lstm_forward(x, s0, (p["Wx"], p["Wh"], p["b"]))
+
+    def backward(dh, cache):
+        dx, ds0, (dWx, dWh, db) = lstm_numpy.lstm_backward(dh, cache)
+        return dx, list(ds0), {"b": db, "Wx": dWx, "Wh": dWh}
+
+    def cell(p, s, x_t):
+        return lstm_numpy.lstm_cell((p["Wx"], p["Wh"], p["b"]), s, x_t)
+
+    params = dict(zip(("Wx", "Wh", "b"), LSTM["params"], strict=True))
+    check_bptt(cell, forward, backward, max_examples=3, **{**LSTM, "params": params})
 
 
 def test_check_bptt_with_a_params_function_and_the_whole_state_as_output():

@@ -18,7 +18,7 @@ from . import reference as reference
 from ._activations import ACTIVATIONS as ACTIVATIONS
 from ._activations import Activation as Activation
 from ._activations import get_activation as get_activation
-from ._cells import NAMES as CELLS
+from ._cells import CELLS as CELLS
 from ._classic import gru_backward as gru_backward
 from ._classic import gru_forward as gru_forward
 from ._classic import gru_step_backward as gru_step_backward
@@ -46,7 +46,6 @@ from ._lstm import LSTMParams as LSTMParams
 from ._lstm import init_lstm_params as init_lstm_params
 from ._rnn import RNNParams as RNNParams
 from ._rnn import init_rnn_params as init_rnn_params
-from ._rnn import init_rnn_params as init_params
 from ._stack import BiRNNParams as BiRNNParams
 from ._stack import StackCache as StackCache
 from ._stack import init_stack as init_stack
@@ -58,6 +57,8 @@ from ._temporal import temporal_softmax_loss as temporal_softmax_loss
 from ._temporal import word_embedding_backward as word_embedding_backward
 from ._temporal import word_embedding_forward as word_embedding_forward
 from ._truncation import randomized_truncation as randomized_truncation
+
+init_params = init_rnn_params  # the name before 0.2 (see CHANGELOG.md)
 
 
 def __getattr__(name: str):

@@ -74,7 +74,7 @@ KINDS: tuple[CellKind, ...] = (
         ("h",), "nn.GRU",
     ),
 )  # fmt: skip
-NAMES: tuple[str, ...] = tuple(k.name for k in KINDS)
+CELLS: tuple[str, ...] = tuple(k.name for k in KINDS)
 PARAMS_TYPES: tuple[type, ...] = tuple(k.params for k in KINDS)
 _BY_TYPE = {k.params: k for k in KINDS}
 _BY_NAME = {k.name: k for k in KINDS}
@@ -96,4 +96,4 @@ def kind_named(name: str, fn: str = "cell") -> CellKind:
     try:
         return _BY_NAME[name]
     except (KeyError, TypeError):
-        raise ValueError(f"{fn}: cell must be one of {NAMES}, got {name!r}") from None
+        raise ValueError(f"{fn}: cell must be one of {CELLS}, got {name!r}") from None

@@ -33,9 +33,7 @@ def float_arrays(fn: str, **named: object) -> tuple[Array, ...]:
         except (TypeError, ValueError) as e:
             raise TypeError(f"{fn}: {name} must be an array, got {type(value).__name__}") from e
         if not jnp.issubdtype(arr.dtype, jnp.floating):
-            raise TypeError(
-                f"{fn}: {name} must have a floating dtype ({FLOATS}), got {arr.dtype}"
-            )
+            raise TypeError(f"{fn}: {name} must have a floating dtype ({FLOATS}), got {arr.dtype}")
         arrays[name] = arr
     dtypes = {name: a.dtype for name, a in arrays.items()}
     if len(set(dtypes.values())) > 1:

@@ -417,9 +417,7 @@ def gru_forward(
     return sequence_forward("gru_forward", "gru", x, h0, (Wx, Wh, bx, bh), options)
 
 
-def gru_backward(
-    dh: Array, cache: LayerCache
-) -> tuple[Array, Array, Array, Array, Array, Array]:
+def gru_backward(dh: Array, cache: LayerCache) -> tuple[Array, Array, Array, Array, Array, Array]:
     """BPTT for :func:`gru_forward`, derived by hand (MATH.md §10), for t = T..1::
 
         dh_t = upstream + dh_{t+1 → t};   δn = dh ⊙ (1 - z) ⊙ (1 - n²)

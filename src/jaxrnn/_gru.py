@@ -96,17 +96,8 @@ def _initial_buf(h0: Array) -> GRUSlots:
     return GRUSlots(jnp.zeros((N, 3 * H), h0.dtype), jnp.zeros_like(h0), h0)
 
 
-GRU_CELL = rec.Cell(
-    project=_project,
-    step=_step,
-    output=lambda buf: buf.h,
-    backward_params=lambda p: p.Wh.T,  # (3H, H), materialised once
-    step_backward=_step_backward,
-    initial_buf=_initial_buf,
-    zero_dbuf=lambda buf: jnp.zeros_like(buf.gates),
-    param_grads=_param_grads,
-    needs_prev=True,  # δz_t needs h_{t-1}
-)
+# needs_prev: δz_t needs h_{t-1}
+GRU_CELL = rec.gated_cell(_project, _step, _step_backward, _initial_buf, _param_grads)
 
 
 def init_gru_params(key: Array, D: int, H: int, dtype=jnp.float32) -> GRUParams:

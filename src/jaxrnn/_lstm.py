@@ -86,19 +86,13 @@ def _param_grads(p: LSTMParams, x, state0, buf: LSTMSlots, da):
     return dx, LSTMParams(dWx, dWh, db)
 
 
-LSTM_CELL = rec.Cell(
-    project=_project,
-    step=_step,
-    output=lambda buf: buf.h,
-    backward_params=lambda p: p.Wh.T,  # (4H, H), materialised once
-    step_backward=_step_backward,
-    initial_buf=lambda s: LSTMSlots(
-        jnp.zeros((s[0].shape[0], 4 * s[0].shape[1]), s[0].dtype), s[1], s[0]
-    ),
-    zero_dbuf=lambda buf: jnp.zeros_like(buf.gates),
-    param_grads=_param_grads,
-    needs_prev=True,  # δf_t needs c_{t-1}
-)
+def _initial_buf(s) -> LSTMSlots:
+    h0, c0 = s
+    return LSTMSlots(jnp.zeros((h0.shape[0], 4 * h0.shape[1]), h0.dtype), c0, h0)
+
+
+# needs_prev: δf_t needs c_{t-1}
+LSTM_CELL = rec.gated_cell(_project, _step, _step_backward, _initial_buf, _param_grads)
 
 
 def init_lstm_params(
@@ -116,5 +110,3 @@ def init_lstm_params(
     H = Wh.shape[0]
     b = jnp.zeros((4 * H,), Wx.dtype).at[H : 2 * H].set(forget_bias)
     return LSTMParams(Wx, Wh, b)
-
-

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._cells import kind_named
 from ._checks import (
     check_carry_weights,
     check_checkpoint,
@@ -32,32 +33,31 @@ from ._checks import (
     is_concrete,
     loss_weights,
 )
-from ._cells import kind_named
 from ._layer import forward_layer, run_layer
-from ._temporal import (
-    _embedding_args,
-    temporal_softmax_loss_unchecked,
-    word_embedding_forward_unchecked,
-    temporal_affine_backward,
-    temporal_affine_forward,
-    word_embedding_backward,
-)
 from ._lengths import mask as length_mask
-from ._segmented import segmented_loss, segmented_loss_and_grads
 from ._scan import scan_layer
+from ._segmented import segmented_loss, segmented_loss_and_grads
 from ._stack import (
     BiRNNParams,
-    stack_backward_unchecked,
     check_hidden_sizes,
     check_layer,
     check_layers,
     check_states,
-    stack_forward_unchecked,
     init_stack,
     layer_activations,
     layer_size,
+    stack_backward_unchecked,
+    stack_forward_unchecked,
     walk,
     zero_states,
+)
+from ._temporal import (
+    _embedding_args,
+    temporal_affine_backward,
+    temporal_affine_forward,
+    temporal_softmax_loss_unchecked,
+    word_embedding_backward,
+    word_embedding_forward_unchecked,
 )
 
 Array = jax.Array
@@ -230,8 +230,8 @@ def loss_and_grads(
 def _prepare(fn, params, tokens, targets, h0, mask, lengths, xi, activations, truncation, ck):
     """The checks of :func:`loss_and_grads` and :func:`loss`, once, before ``jit``."""
     truncation = check_truncation(fn, truncation)
-    acts = layer_activations(activations, len(params.layers))
     tokens, targets, h0, w, lengths = _check_batch(fn, params, tokens, targets, h0, mask, lengths)
+    acts = layer_activations(fn, activations, params.layers)
     ck = check_checkpoint(fn, ck, tokens)
     if ck is not None and any(isinstance(p, BiRNNParams) for p in params.layers):
         raise ValueError(
@@ -254,7 +254,9 @@ def _segmented_loss_and_grads(params, tokens, targets, h0, w, lengths, xi, acts,
 @partial(jax.jit, static_argnums=(7, 8))
 def _loss_and_grads(params, tokens, targets, h0, w, lengths, carry_weights, acts, truncation):
     x, ec = word_embedding_forward_unchecked(tokens, params.embed)  # (N, T, E)
-    h, hT, sc = stack_forward_unchecked(x, h0, params.layers, lengths, carry_weights, acts, truncation)
+    h, hT, sc = stack_forward_unchecked(
+        x, h0, params.layers, lengths, carry_weights, acts, truncation
+    )
     scores, ac = temporal_affine_forward(h, params.V, params.c)  # §6: (N, T, K)
     loss, dscores = temporal_softmax_loss_unchecked(scores, targets, w)  # §6
     dh, dV, dc = temporal_affine_backward(dscores, ac)  # §6: dh_t = dscores_t V^T
@@ -373,7 +375,8 @@ def predict_step(
     fn = "predict_step"
     if any(isinstance(p, BiRNNParams) for p in params.layers):
         raise ValueError(f"{fn}: a bidirectional model reads the whole sequence; it cannot step")
-    acts = layer_activations(activations, len(params.layers))
+    check_layers(fn, params.layers)
+    acts = layer_activations(fn, activations, params.layers)
     tok = int_array(fn, "tokens", tokens, "N")
     check_ids(fn, "tokens", tok, params.embed.shape[0], "the vocabulary size")
     state = check_states(fn, state, params.layers, tok.shape[0])

@@ -82,6 +82,24 @@ class Cell(NamedTuple):
     needs_prev: bool = False
 
 
+def gated_cell(project, step, step_backward, initial_buf, param_grads) -> Cell:
+    """The :class:`Cell` of a gated cell (LSTM, GRU), whose buffers are a NamedTuple of
+    slots with ``gates`` (the projected input before step t, the gate values after it,
+    ``(N, T, G*H)``) and ``h`` (the outputs): δ is stored per gate, ``Wh^T`` is
+    materialised once, and the backward step reads step t-1's slots."""
+    return Cell(
+        project=project,
+        step=step,
+        output=lambda buf: buf.h,
+        backward_params=lambda p: p.Wh.T,  # (G*H, H), materialised once
+        step_backward=step_backward,
+        initial_buf=initial_buf,
+        zero_dbuf=lambda buf: jnp.zeros_like(buf.gates),
+        param_grads=param_grads,
+        needs_prev=True,
+    )
+
+
 class Options(NamedTuple):
     """The optional terms of the loops; ``None`` means absent (no cost)."""
 

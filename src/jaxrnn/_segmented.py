@@ -18,13 +18,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from ._temporal import (
-    temporal_softmax_loss_unchecked,
-    word_embedding_forward_unchecked,
-    temporal_affine_backward,
-    temporal_affine_forward,
-    word_embedding_backward,
-)
+from . import _temporal as tl
 from ._recurrence import Options, loop_segments, time_slice, window_options
 from ._stack import stack_backward_unchecked, stack_forward_unchecked
 
@@ -35,20 +29,28 @@ def _segment_forward(params, states, batch, t0, size, acts):
     """Embedding and layers over steps ``[t0, t0 + size)`` from ``states``."""
     tokens, targets, w, opts = batch
     wopts = window_options(opts, t0, size, params.V.dtype)
-    x, ec = word_embedding_forward_unchecked(time_slice(tokens, t0, size), params.embed)  # (N, k, E)
+    x, ec = tl.word_embedding_forward_unchecked(
+        time_slice(tokens, t0, size), params.embed
+    )  # (N, k, E)
     layers = params.layers
-    h, hT, sc = stack_forward_unchecked(x, states, layers, wopts.lengths, wopts.carry_weights, acts, None)
+    h, hT, sc = stack_forward_unchecked(
+        x, states, layers, wopts.lengths, wopts.carry_weights, acts, None
+    )
     return h, hT, sc, ec, time_slice(targets, t0, size), time_slice(w, t0, size)
 
 
 def _segment_grads(params, states, dstates, batch, t0, size, acts):
     """One segment's loss and gradients, and the error entering its initial states."""
     h, _, sc, ec, targets, w = _segment_forward(params, states, batch, t0, size, acts)
-    scores, ac = temporal_affine_forward(h, params.V, params.c)  # §6
-    loss, dscores = temporal_softmax_loss_unchecked(scores, targets, w)  # §6, this segment's terms
-    dh, dV, dc = temporal_affine_backward(dscores, ac)  # §6
-    dx, dstates, dlayers = stack_backward_unchecked(dh, sc, dstates)  # §4, §3; §8: δ^l from t0 + size
-    grads = params._replace(embed=word_embedding_backward(dx, ec), layers=dlayers, V=dV, c=dc)
+    scores, ac = tl.temporal_affine_forward(h, params.V, params.c)  # §6
+    loss, dscores = tl.temporal_softmax_loss_unchecked(
+        scores, targets, w
+    )  # §6, this segment's terms
+    dh, dV, dc = tl.temporal_affine_backward(dscores, ac)  # §6
+    dx, dstates, dlayers = stack_backward_unchecked(
+        dh, sc, dstates
+    )  # §4, §3; §8: δ^l from t0 + size
+    grads = params._replace(embed=tl.word_embedding_backward(dx, ec), layers=dlayers, V=dV, c=dc)
     return loss, grads, dstates
 
 

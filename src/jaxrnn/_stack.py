@@ -19,6 +19,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ._cells import kind_named
+from ._cells import kind_of as kind_of
 from ._checks import (
     check_activation,
     check_carry_weights,
@@ -27,8 +29,6 @@ from ._checks import (
     check_same_shape,
     check_truncation,
 )
-from ._cells import kind_named
-from ._cells import kind_of as kind_of
 from ._layer import (
     LayerCache,
     backward_layer,
@@ -126,8 +126,12 @@ def check_hidden_sizes(hidden_sizes: Sequence[int]) -> None:
         check_positive_int("init", f"hidden_sizes[{i}]", H)
 
 
-def layer_activations(activations: str | Sequence[str], L: int) -> tuple[str, ...]:
-    """One activation name per layer from a name or a sequence of L names."""
+def layer_activations(
+    fn: str, activations: str | Sequence[str], layers: Sequence[LayerParams]
+) -> tuple[str, ...]:
+    """One checked activation name per layer from a name or a sequence of L names (a
+    gated layer's must be ``"tanh"``)."""
+    L = len(layers)
     if isinstance(activations, str):
         activations = (activations,) * L
     if not isinstance(activations, Sequence):
@@ -137,7 +141,11 @@ def layer_activations(activations: str | Sequence[str], L: int) -> tuple[str, ..
             f"activations must be one name or one per layer: expected {L}, "
             f"got {len(activations)} ({tuple(activations)!r})"
         )
-    return tuple(check_activation("activations", a) for a in activations)
+    acts = tuple(check_activation("activations", a) for a in activations)
+    for i, (p, act) in enumerate(zip(layers, acts, strict=True)):
+        kind = kind_of(p.fwd if isinstance(p, BiRNNParams) else p)
+        check_activation_for(f"{fn} (layer {i})", kind, act)
+    return acts
 
 
 def zero_states(layers: Sequence[LayerParams], N: int) -> tuple[Array, ...]:
@@ -203,8 +211,8 @@ def check_layer(fn: str, i: int, x, s, p, act: str):
     """Trace-time checks of layer ``i`` (shapes, dtypes, activation) whose state is one
     ``(N, S)`` array: ``(kind, x, state pytree, p)``."""
     kind = kind_of(p)
-    check_activation_for(f"{fn} (layer {i})", kind, act)
     where = f"{fn} (layer {i})"
+    check_activation_for(where, kind, act)  # checked before jit too (layer_activations)
     parts = state_parts(where, kind, kind.split(s))
     x, state, p, _, _ = check_layer_args(where, kind, x, parts, p)
     return kind, x, state, p
@@ -272,7 +280,8 @@ def stack_forward(
       layer's final state (each sequence's last valid state) and a :class:`StackCache`.
     """
     fn = "stack_forward"
-    acts = layer_activations(activations, len(layers))
+    check_layers(fn, layers)
+    acts = layer_activations(fn, activations, layers)
     truncation = check_truncation(fn, truncation)
     h0 = check_states(fn, h0, layers, jnp.shape(x)[0])
     lengths = check_lengths_eagerly(fn, x, lengths)
@@ -328,7 +337,9 @@ def stack_backward(
     return stack_backward_unchecked(dh, cache)
 
 
-def stack_backward_unchecked(dh: Array, cache: StackCache, dhT: Sequence[Array] | None = None) -> tuple:
+def stack_backward_unchecked(
+    dh: Array, cache: StackCache, dhT: Sequence[Array] | None = None
+) -> tuple:
     """:func:`stack_backward` on checked arguments; ``dhT`` (optional, unidirectional
     layers): the error arriving in each layer's final state from a later time segment."""
     lengths = cache.lengths

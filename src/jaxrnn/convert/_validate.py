@@ -9,30 +9,22 @@ Everything is read with numpy: nothing here is staged under ``jit``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
 from .. import BiRNNParams, GRUParams, LSTMParams, RNNParams
+from .._cells import KINDS as _KINDS
+from .._cells import PARAMS_TYPES, CellKind
 
 Cell = RNNParams | LSTMParams | GRUParams
 Layer = Cell | BiRNNParams
 
-
-class Kind(NamedTuple):
-    """What the converters need to know about one cell type."""
-
-    torch: str  # the torch module with this cell's state dict
-    gates: int  # blocks of H columns in Wx, Wh and each bias
-
-
-KINDS: dict[type, Kind] = {
-    RNNParams: Kind("nn.RNN", 1),
-    LSTMParams: Kind("nn.LSTM", 4),
-    GRUParams: Kind("nn.GRU", 3),
-}
-CELLS = (RNNParams, LSTMParams, GRUParams)
+# The registry's facts by parameter type: the torch module (``.torch``) and the gate
+# count (``.gates``) of each cell.
+KINDS: dict[type, CellKind] = {k.params: k for k in _KINDS}
+CELLS = PARAMS_TYPES
 
 
 def np_array(value: Any, where: str) -> np.ndarray:

@@ -129,7 +129,9 @@ def check_bptt(
         ``dx``, ``dstate0...``, ``dparams...`` in that order, pytree paths
         included), the shrunk shape and seed, the error of every quantity,
         where in time ``dx`` first departs counting back from the end, and a
-        one-line reproduction.
+        one-line reproduction. A return whose containers differ from the
+        reference's (a dict of gradients for a tuple of params) is named as such;
+        lists, tuples and NamedTuples of the same length stand for one another.
     """
     __tracebackhide__ = True
     validate(max_examples, tol, derandomize)
@@ -225,8 +227,7 @@ def _one(c: _Setup, s, seed: int) -> tuple:
     args = [jax.tree.map(lambda a: c.convert(a.copy()), t) for t in (x, s0, p)]
     out = call_user("forward_fn", c.forward_fn, args, {}, s, seed)
     got_ys, cache = unpack("forward_fn", out, 2, "(ys, cache)", s, seed)
-    want = dict(zip(_names("y", ys), jax.tree.leaves(ys), strict=True))
-    rows, got = _compare_tree(got_ys, want, c.tol, s, seed, "forward_fn", "ys")
+    rows, got, want = _compare_tree(got_ys, ys, ("ys", "y", "output(state)"), c.tol, s, seed)
     if all(r.ok for r in rows):
         more, got_b, want_b = _backward_rows(c, cache, dys, (dx, ds0, dp), s, seed)
         rows, got, want = rows + more, got | got_b, want | want_b
@@ -243,12 +244,9 @@ def _backward_rows(c: _Setup, cache, dys, expected: tuple, s: Shape2, seed: int)
     want = {"dx": dx}
     r, got_dx = compare(gx, [dx], "dx", c.tol, s.N, s.T)
     rows, got = [r], {"dx": got_dx}
-    for tree, label, ref in ((gs0, "dstate0", ds0), (gp, "dparams", dp)):
-        w = dict(zip(_names(label, ref), jax.tree.leaves(ref), strict=True))
-        want |= w
-        more, g = _compare_tree(tree, w, c.tol, s, seed, "backward_fn", label)
-        rows += more
-        got |= g
+    for tree, ref, of in ((gs0, ds0, "state0"), (gp, dp, "params")):
+        more, g, w = _compare_tree(tree, ref, ("d" + of, "d" + of, of), c.tol, s, seed)
+        rows, got, want = rows + more, got | g, want | w
     return rows, got, want
 
 
@@ -256,18 +254,70 @@ def _identity(state: Any) -> Any:
     return state
 
 
-def _compare_tree(tree, want: dict, tol, s: Shape2, seed: int, label: str, what: str):
-    """Rows for each leaf of the user's pytree ``tree`` against ``want`` (name -> array)."""
-    leaves = jax.tree.leaves(tree, is_leaf=lambda a: hasattr(a, "detach"))
-    if len(leaves) != len(want):
-        raise Failure(
-            f"{label} must return {what} with {len(want)} arrays ({', '.join(want)}), "
-            f"got {len(leaves)}",
-            s,
-            seed,
-        )
+def _compare_tree(tree, ref, names: tuple[str, str, str], tol, s: Shape2, seed: int) -> tuple:
+    """``(rows, got, want)`` for each leaf of the user's pytree ``tree`` against ``ref``'s.
+
+    ``names``: what ``tree`` is (``"ys"``, ``"dparams"``), the prefix of its rows'
+    names and what ``ref`` has the structure of (``"params"``). The containers
+    are compared first (lists, tuples and NamedTuples stand for one another),
+    then each array, in ``ref``'s order.
+    """
+    what, prefix, of = names
+    mismatch = _structure_mismatch(tree, ref, what, of)
+    if mismatch is not None:
+        label = "forward_fn" if what == "ys" else "backward_fn"
+        raise Failure(f"{label}: {mismatch}: return {what} with the structure of {of}", s, seed)
+    want = dict(zip(_names(prefix, ref), jax.tree.leaves(ref), strict=True))
     rows, got = [], {}
+    leaves = jax.tree.leaves(tree, is_leaf=_is_tensor)
     for leaf, (name, w) in zip(leaves, want.items(), strict=True):
         r, got[name] = compare(to_float_array(leaf), [w], name, tol, s.N, s.T)
         rows.append(r)
-    return rows, got
+    return rows, got, want
+
+
+def _is_tensor(a: Any) -> bool:
+    return hasattr(a, "detach")  # a torch tensor: one array
+
+
+def _kind(node: Any) -> str:
+    """What a pytree node is, for a report: "an array", "None", "a dict", "a tuple", ..."""
+    if node is None:
+        return "None"
+    container = isinstance(node, (list, tuple, dict))
+    if not container and (_is_tensor(node) or jax.tree_util.all_leaves([node])):
+        return "an array"
+    return f"a {'NamedTuple ' if hasattr(node, '_fields') else ''}{type(node).__name__}"
+
+
+def _structure_mismatch(got: Any, ref: Any, what: str, of: str) -> str | None:
+    """Where the user's pytree ``got`` (called ``what``) and ``ref`` (``of``) differ, or None.
+
+    E.g. "dparams is a dict but params is a tuple", "dstate0[1] has length 1 but
+    state0[1] has length 2"; the paths are those of the rows' names.
+    """
+    got_kind, ref_kind = _kind(got), _kind(ref)
+    if "an array" in (got_kind, ref_kind) or "None" in (got_kind, ref_kind):
+        return None if got_kind == ref_kind else f"{what} is {got_kind} but {of} is {ref_kind}"
+    seqs = isinstance(got, (list, tuple)) and isinstance(ref, (list, tuple))
+    if seqs and len(got) != len(ref):
+        return f"{what} has length {len(got)} but {of} has length {len(ref)}"
+    if isinstance(got, dict) and isinstance(ref, dict) and set(got) != set(ref):
+        mine, theirs = (", ".join(sorted(map(repr, d))) for d in (got, ref))
+        return f"{what} has the keys {mine} but {of} has {theirs}"
+    keys, ref_kids, ref_def = _children(ref)
+    _, got_kids, got_def = _children(got)
+    if not seqs and got_def != ref_def:
+        return f"{what} is {got_kind} but {of} is {ref_kind}"
+    for key, g, r in zip(keys, got_kids, ref_kids, strict=True):
+        found = _structure_mismatch(g, r, what + key, of + key)
+        if found is not None:
+            return found
+    return None
+
+
+def _children(node: Any) -> tuple[list[str], list, Any]:
+    """One level of a pytree node: its children's keys (``"[0]"``, ``"['W']"``), the
+    children, and the one-level structure."""
+    flat, treedef = jax.tree_util.tree_flatten_with_path(node, is_leaf=lambda a: a is not node)
+    return [jax.tree_util.keystr(p) for p, _ in flat], [a for _, a in flat], treedef

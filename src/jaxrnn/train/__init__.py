@@ -13,14 +13,17 @@ The library behind ``jaxrnn train`` and ``jaxrnn sample``::
     print(jt.sample(run.params, run.vocab, temperature=0.5))
 
 Importing this module needs only jax; optax, tqdm, matplotlib and filelock
-are imported when :func:`train` runs.
+are imported when :func:`train` runs. :func:`add_commands` adds the ``train`` and
+``sample`` subcommands to the ``jaxrnn`` command line.
 """
 
 from ._checkpoint import CheckpointError as CheckpointError
 from ._checkpoint import TrainState as TrainState
+from ._commands import add_commands as add_commands
 from ._config import ConfigError as ConfigError
 from ._config import RunDirError as RunDirError
 from ._config import TrainConfig as TrainConfig
+from ._config import parse_seed as parse_seed
 from ._data import Corpus as Corpus
 from ._data import CorpusError as CorpusError
 from ._data import Vocab as Vocab

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from .. import CELLS  # the registry's cell names: ("rnn", "lstm", "gru")
+
 # Options a resumed run may change; all others define the model, the data or the
 # batches and must equal the saved run's for the continuation to be bit-exact.
 # (``text`` may be respelled, e.g. from another directory: train() checks that the
@@ -27,7 +29,6 @@ RESUMABLE = frozenset(
     }
 )
 GRADS = ("hand", "autodiff")
-CELLS = ("rnn", "lstm", "gru")
 SEED_LIMIT = 2**32  # seeds are 0 <= seed < 2**32: jax.random.PRNGKey's uint32 range, no wrap
 _POSITIVE = ("hidden", "layers", "seq_len", "batch", "checkpoint_every", "eval_every", "val_chars")
 

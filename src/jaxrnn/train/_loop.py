@@ -207,10 +207,9 @@ def train(config: TrainConfig, *, progress: bool | None = None) -> TrainResult:
             file=sys.stderr,
         )
         stack.callback(bar.close)
-        ts, val_bpc, clock, interrupted = _loop(run, ts, stop, bar)
+        ts, clock, interrupted = _loop(run, ts, stop, bar)
         _checkpoint(run, ts)  # ts is always a consistent state: it is replaced by one assignment
-        if interrupted or math.isnan(val_bpc):
-            val_bpc = evaluate(ts.params, run.val, run.zeros)
+        val_bpc = _final_val_bpc(run, ts)
         return TrainResult(
             jax.device_get(ts.params),
             run.vocab,
@@ -333,10 +332,10 @@ def _write_run_dir(run: _Run, corpus: Corpus, done: int) -> out.MetricsLog:
     return out.MetricsLog(run.run_dir / rd.METRICS, resume_at=done)
 
 
-def _loop(run: _Run, ts: TrainState, stop: list, bar) -> tuple[TrainState, float, _Clock, bool]:
+def _loop(run: _Run, ts: TrainState, stop: list, bar) -> tuple[TrainState, _Clock, bool]:
     """Steps until ``config.steps`` or a Ctrl-C, writing metrics, samples and checkpoints.
 
-    Returns ``(state, last validation bpc, clock, interrupted)``.
+    Returns ``(state, clock, interrupted)``.
     """
     cfg = run.config
     clock, val_bpc = _Clock(cfg.batch * cfg.seq_len, ts.step), math.nan
@@ -369,7 +368,28 @@ def _loop(run: _Run, ts: TrainState, stop: list, bar) -> tuple[TrainState, float
             bar.update(1)
     except KeyboardInterrupt:  # a second Ctrl-C, or not in the main thread
         stop.append(signal.SIGINT)
-    return ts, val_bpc, clock, bool(stop) and ts.step < cfg.steps
+    return ts, clock, bool(stop) and ts.step < cfg.steps
+
+
+def _final_val_bpc(run: _Run, ts: TrainState) -> float:
+    """The validation bpc after step ``ts.step``, as recorded in that step's metrics row.
+
+    The loop evaluates every ``eval_every`` steps and at ``config.steps``; a run
+    stopped in between (Ctrl-C), or resumed with no step left, may end on a row
+    without one: it is evaluated now and recorded in that row (metrics.csv and
+    loss.png rewritten), so that the number reported is the one on the disk.
+    Without a row (no step ever ran) it is evaluated and recorded nowhere.
+    """
+    rows = run.log.rows
+    last = rows[-1] if rows and rows[-1]["step"] == ts.step else None
+    if last is not None and not math.isnan(last["val_bpc"]):
+        return last["val_bpc"]
+    val_bpc = evaluate(ts.params, run.val, run.zeros)
+    if last is not None:
+        run.log.set_last_val_bpc(val_bpc)
+        if run.run_dir is not None:
+            out.plot_metrics(run.run_dir / rd.PLOT, run.log.columns(), run.unigram)
+    return val_bpc
 
 
 def _step(run: _Run, ts: TrainState) -> tuple[TrainState, float]:

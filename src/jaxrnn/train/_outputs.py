@@ -29,6 +29,11 @@ def _fmt(v: float | int) -> str:
     return "" if math.isnan(v) else f"{v:.6g}"
 
 
+def _line(row: dict) -> str:
+    """One row as a CSV line (no newline)."""
+    return ",".join(_fmt(row[k]) for k in COLUMNS)
+
+
 def _parse_row(line: str) -> dict:
     """One CSV row as a dict; ValueError for a malformed (e.g. torn) row."""
     fields = line.split(",")
@@ -77,19 +82,32 @@ class MetricsLog:
             return
         kept = _rows_through(self.path, resume_at)
         self.rows = [row for row, _ in kept]
-        write_atomic(
-            self.path, "".join(line + "\n" for line in [HEADER] + [ln for _, ln in kept]).encode()
-        )
-        try:
-            self._f = open(self.path, "a", newline="")  # closed in close()
-        except OSError as e:
-            raise os_error(self.path, e) from e
+        self._rewrite([ln for _, ln in kept])
 
     def append(self, row: dict) -> None:
         """Adds one row (and writes it to the CSV)."""
         self.rows.append(row)
         if self._f is not None:
-            self._write(",".join(_fmt(row[k]) for k in COLUMNS) + "\n")
+            self._write(_line(row) + "\n")
+
+    def set_last_val_bpc(self, val_bpc: float) -> None:
+        """Sets the last row's ``val_bpc`` (an evaluation made after the row was written).
+
+        The CSV is rewritten atomically (it keeps its old content on failure) and
+        reopened for appending.
+        """
+        self.rows[-1] = {**self.rows[-1], "val_bpc": val_bpc}
+        if self._f is not None:
+            self.close()
+            self._rewrite([_line(r) for r in self.rows])
+
+    def _rewrite(self, lines: list[str]) -> None:
+        """Replaces the CSV by the header and ``lines`` (atomically); opens it for appending."""
+        write_atomic(self.path, "".join(ln + "\n" for ln in [HEADER, *lines]).encode())
+        try:
+            self._f = open(self.path, "a", newline="")  # closed in close()
+        except OSError as e:
+            raise os_error(self.path, e) from e
 
     def _write(self, text: str) -> None:
         try:

@@ -1,0 +1,208 @@
+"""The ``jaxrnn train`` and ``jaxrnn sample`` subcommands: their options and what they run.
+
+``jaxrnn._cli`` builds the top-level parser and calls :func:`add_commands`; this
+module needs only what ``jaxrnn.train`` imports (no optax or matplotlib until
+:func:`run_train` starts training). Exit codes: 0 success; 1 a missing optional
+dependency; 2 bad usage or input (a run directory that cannot be used, OS errors
+such as a full disk); 3 training diverged; 130 interrupted by Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+import time
+
+import numpy as np
+
+from . import _rundir as rd
+from ._checkpoint import CheckpointError
+from ._config import (
+    CELLS,
+    GRADS,
+    ConfigError,
+    TrainConfig,
+    parse_bptt_checkpoint,
+    parse_seed,
+    resume_config,
+)
+from ._data import CorpusError
+from ._load import load_run
+from ._loop import DivergedError, MissingExtraError, TrainResult, train
+from ._sample import sample
+
+_D = TrainConfig()
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+SEED_HELP = "random seed, an integer with 0 <= seed < 2**32"
+
+TRAIN_HELP = """Trains a character-level RNN language model with the hand-derived BPTT
+(stateful truncated BPTT over chunks of --seq-len characters, Adam with global-norm
+clipping from optax). Without --text it trains on the Python standard library's own
+source, read from this installation (no download). Writes config.json, vocab.json,
+checkpoint.npz, metrics.csv, loss.png and samples.txt to --out, which must be a
+new or empty directory (or, with --resume, a run directory jaxrnn wrote); the
+directory is locked while the run lasts. Ctrl-C writes a checkpoint and exits
+with code 130; continue with --out DIR --resume. A loss or gradient that becomes
+inf or NaN stops the run with exit code 3, the last finite state checkpointed."""
+
+SAMPLE_HELP = """Samples text from a run directory written by `jaxrnn train`."""
+
+
+# The options of `jaxrnn train`: (flag, add_argument keywords). Defaults are None so that
+# --resume can tell given options from defaults; the help shows the effective default.
+def _opt(flag: str, help: str, **kw) -> tuple[str, dict]:
+    """One ``jaxrnn train`` option; the help ends with the TrainConfig default when it has one."""
+    default = getattr(_D, flag[2:].replace("-", "_"), None)
+    shown = kw.pop("shown", None) or (f"{default:g}" if isinstance(default, float) else default)
+    return flag, dict(help=f"{help} (default: {shown})", **kw)
+
+
+TRAIN_OPTIONS = [
+    _opt("--text", "UTF-8 text file to train on", metavar="FILE",
+         shown="the Python standard library's .py files, up to 2,000,000 characters"),
+    _opt("--hidden", "hidden size of every layer", type=int),
+    _opt("--layers", "number of stacked layers", type=int),
+    _opt("--cell", "recurrent cell: vanilla RNN (tanh), LSTM or GRU", choices=CELLS),
+    _opt("--seq-len", "characters per chunk, the truncated-BPTT length", type=int),
+    _opt("--batch", "parallel streams per step; a multiple of the device count", type=int),
+    _opt("--steps", "total optimizer steps, counting those before a resume", type=int),
+    _opt("--lr", "Adam learning rate, finite and > 0", type=float),
+    _opt("--clip", "max global gradient norm", type=float),
+    _opt("--grad", "gradients: the hand-derived BPTT or jax.grad autodiff", choices=GRADS),
+    _opt("--bptt-checkpoint",
+         "memory-bounded BPTT over each chunk: store the hidden states only every K steps "
+         "and recompute the rest going back (sqrt: K = ceil(sqrt(--seq-len))); the same "
+         "gradients in memory growing like sqrt(--seq-len), for a long --seq-len; needs "
+         "--grad hand; unrelated to --checkpoint-every, which saves files",
+         type=parse_bptt_checkpoint, metavar="K|sqrt", shown="off, every step stored"),
+    _opt("--seed", SEED_HELP, type=parse_seed),
+    _opt("--out", "run directory: new or empty, or a run to --resume", metavar="DIR",
+         shown="runs/YYYYmmdd-HHMMSS"),
+    _opt("--resume", "continue the run in --out from its checkpoint, bit-exactly",
+         action="store_true", shown="off"),
+    _opt("--checkpoint-every", "steps between checkpoints; one is also written at exit",
+         type=int, metavar="N"),
+    _opt("--eval-every", "steps between validation evaluations", type=int, metavar="N"),
+    _opt("--sample-every", "steps between samples written to samples.txt; 0: none",
+         type=int, metavar="N"),
+    _opt("--quiet", "no progress bar", action="store_true",
+         shown="off; the bar is also off when stderr is not a terminal"),
+]  # fmt: skip
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Adds the ``train`` and ``sample`` subcommands (``func``: :func:`run_train`, ...)."""
+    p = sub.add_parser(
+        "train",
+        help="train a character-level language model (the main job)",
+        description=TRAIN_HELP,
+    )
+    for flag, kw in TRAIN_OPTIONS:
+        p.add_argument(flag, **kw)
+    p.set_defaults(func=run_train)
+    p = sub.add_parser("sample", help="sample text from a trained run", description=SAMPLE_HELP)
+    p.add_argument("--run", required=True, metavar="DIR", help="run directory (required)")
+    p.add_argument("--prime", default="", help="text to start from (default: empty)")
+    p.add_argument("--length", type=int, default=500, help="characters to generate (default: 500)")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=0.8,
+        help="softmax temperature; 0 = greedy (default: 0.8)",
+    )
+    p.add_argument("--seed", type=parse_seed, default=0, help=f"{SEED_HELP} (default: 0)")
+    p.set_defaults(func=run_sample)
+
+
+def _fail(command: str, message: str, code: int = EXIT_USAGE) -> int:
+    print(f"jaxrnn {command}: error: {message}", file=sys.stderr)
+    return code
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of the command line; with --resume, the saved one with the given options."""
+    given = {  # the options given on the command line (None: not given; flags: only if set)
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if getattr(args, f.name, None) is not None and getattr(args, f.name) is not False
+    }
+    if args.resume:
+        if args.out is None:
+            raise ConfigError("--resume needs --out DIR, the run to continue")
+        config = resume_config(rd.read_config(args.out)["config"], **given)
+    else:
+        given.setdefault("out", time.strftime("runs/%Y%m%d-%H%M%S"))
+        config = TrainConfig(**given)
+    return config.validate()
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """``jaxrnn train``: trains, prints a summary line; returns the exit code."""
+    try:
+        config = _train_config(args)
+        if not config.quiet:
+            what = config.text or "the Python standard library's source"
+            doing = "resuming" if config.resume else "training on"
+            print(f"jaxrnn train: {doing} {what} -> {config.out}", flush=True)
+        result = train(config)
+    except KeyboardInterrupt:  # before the first step (loading, compiling): nothing to save
+        print("jaxrnn train: interrupted before training started", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except MissingExtraError as e:
+        return _fail("train", str(e), EXIT_FAILURE)
+    except DivergedError as e:
+        return _fail("train", str(e), EXIT_DIVERGED)
+    except (CorpusError, CheckpointError, ConfigError) as e:
+        return _fail("train", str(e))
+    except OSError as e:  # every write names its path; this is the last line of defence
+        return _fail("train", f"{e.filename or args.out}: {e.strerror or e}")
+    print(summary(result))
+    if result.interrupted:
+        print(
+            f"jaxrnn train: interrupted; checkpoint saved. Continue with: "
+            f"jaxrnn train --out {result.run_dir} --resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def summary(result: TrainResult) -> str:
+    """The last line of ``jaxrnn train``; its bpc numbers are those of ``result.metrics``.
+
+    The validation bpc is the one recorded at the last step (``-`` when no step ran);
+    the throughput is left out when it was not measured (fewer than 2 steps this call).
+    """
+    m, step = result.metrics, result.step
+    n = min(len(m["train_bpc"]), 100)
+    train_bpc = f"{np.mean(m['train_bpc'][-n:]):.3f} bpc (mean of the last {n} steps)" if n else "-"
+    at_step = len(m["step"]) > 0 and m["step"][-1] == step and not math.isnan(m["val_bpc"][-1])
+    val_bpc = f"{m['val_bpc'][-1]:.3f} bpc" if at_step else "-"
+    speed = f", {result.tokens_per_s:,.0f} tokens/s" if math.isfinite(result.tokens_per_s) else ""
+    return (
+        f"jaxrnn train: step {step}/{result.config.steps}: train {train_bpc}, "
+        f"validation {val_bpc} (unigram entropy {result.unigram_bpc:.3f}), "
+        f"{result.elapsed_s:.0f}s{speed}; run: {result.run_dir}"
+    )
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    """``jaxrnn sample``: prints a sample of a run directory; returns the exit code."""
+    try:
+        run = load_run(args.run)
+        text = sample(
+            run.params,
+            run.vocab,
+            prime=args.prime,
+            length=args.length,
+            temperature=args.temperature,
+            seed=args.seed,
+        )
+    except (CheckpointError, ValueError) as e:  # RunDirError is a ValueError
+        return _fail("sample", str(e))
+    except OSError as e:
+        return _fail("sample", f"{e.filename or args.run}: {e.strerror or e}")
+    sys.stdout.write(text + "\n")
+    return EXIT_OK
