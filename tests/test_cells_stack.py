@@ -71,12 +71,15 @@ def test_stack_backward_equals_vjp_of_the_naive_scans(cell):
     dh = jnp.asarray(rng.standard_normal(h.shape))
     got = jaxrnn.stack_backward(dh, cache)
 
+    def state(s):  # one direction's (N, S) array as the cell's pytree: h, or (h, c)
+        return (s[:, : s.shape[-1] // 2], s[:, s.shape[-1] // 2 :]) if cell == "lstm" else s
+
     def naive(x, h0, layers):  # bidirectional layers of naive scans, for autodiff
         for s, p in zip(h0, layers, strict=True):
             S = s.shape[-1] // 2
-            hf, _ = reference.scan_layer(cell, "tanh", x, s[:, :S], p.fwd, lengths=lengths)
+            hf, _ = reference.scan_layer(cell, "tanh", x, state(s[:, :S]), p.fwd, lengths=lengths)
             xr = jaxrnn.reverse_within_lengths(x, lengths)
-            hb, _ = reference.scan_layer(cell, "tanh", xr, s[:, S:], p.bwd, lengths=lengths)
+            hb, _ = reference.scan_layer(cell, "tanh", xr, state(s[:, S:]), p.bwd, lengths=lengths)
             x = jnp.concatenate([hf, jaxrnn.reverse_within_lengths(hb, lengths)], axis=-1)
         return x
 

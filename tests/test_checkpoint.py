@@ -135,9 +135,9 @@ def test_rnn_forward_backward_with_checkpoint_equals_full_store(k, opts, data):
 
 
 def assert_no_per_step_state(cache, T, k):
-    """The checkpointed cache: no ``h``, ``ceil(T/k)`` boundaries, no (N, T, H) leaf at all."""
-    assert cache.h is None
-    assert cache.boundaries.shape == (segments(T, k), N, H)
+    """The checkpointed cache: ``saved`` holds ``ceil(T/k)`` boundaries, no (N, T, H) leaf at all."""
+    assert cache.checkpoint is not None
+    assert cache.saved.shape == (segments(T, k), N, H)
     shapes = [tuple(a.shape) for a in jax.tree_util.tree_leaves(cache)]
     assert (N, T, H) not in shapes, shapes
 
@@ -150,7 +150,7 @@ def test_checkpointed_cache_holds_only_segment_starts(T, k):
     _, cache = jaxrnn.rnn_forward(x, h0, *random_rnn_params(rng, D, H), checkpoint=k)
     assert_no_per_step_state(cache, T, k)
     _, full = jaxrnn.rnn_forward(x, h0, *random_rnn_params(rng, D, H))
-    assert full.h.shape == (N, T, H) and full.boundaries is None  # the default: full store
+    assert full.saved.shape == (N, T, H) and full.checkpoint is None  # the default: full store
 
 
 def test_float32_within_documented_tolerance():

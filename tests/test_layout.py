@@ -1,8 +1,8 @@
 """The package's layers (issues 12 and 17): the core never loads the app or interop.
 
 The core is every module at the top of ``src/jaxrnn/``, the command line included;
-``jaxrnn.train`` (the training app, optax) and ``jaxrnn.convert`` (torch/flax interop)
-are subpackages above it, loaded lazily by ``jaxrnn.__getattr__``. One rule, no
+``jaxrnn.train`` (the training app, optax), ``jaxrnn.convert`` (torch/flax interop)
+and ``jaxrnn.testing`` (the oracle, hypothesis) are subpackages above it, loaded lazily by ``jaxrnn.__getattr__``. One rule, no
 exemption: a top-level module imports neither subpackage (nor optax, torch, flax) at
 import time, and never their private modules; only inside a function may it import a
 subpackage's public names (the command line dispatching ``jaxrnn train``). Also: no
@@ -21,7 +21,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "jaxrnn"
 CORE = sorted(SRC.glob("*.py"))
-LAYERS_ABOVE = ("jaxrnn.train", "jaxrnn.convert")
+LAYERS_ABOVE = ("jaxrnn.train", "jaxrnn.convert", "jaxrnn.testing")
 HEAVY_DEPS = ("optax", "torch", "flax")
 MAX_FUNCTION_LINES = 50
 

@@ -82,12 +82,13 @@ def test_full_lengths_equal_default_path(p):
 
 
 def test_default_path_cache_has_no_lengths():
-    """The default path keeps the core cache (5 leaves); lengths add exactly one leaf."""
+    """The default path keeps the core cache (6 leaves: x, h0, Wx, Wh, b, the stored h);
+    lengths add exactly one leaf."""
     p = rs.make_problem(rs.Shape(2, 3, 2, 2), 0)
     _, c = jaxrnn.rnn_forward(*p.args)
     _, cm = jaxrnn.rnn_forward(*p.args, lengths=np.array([1, 3]))
     assert c.lengths is None and c.truncation is None
-    assert len(jax.tree_util.tree_leaves(c)) == 5 and len(jax.tree_util.tree_leaves(cm)) == 6
+    assert len(jax.tree_util.tree_leaves(c)) == 6 and len(jax.tree_util.tree_leaves(cm)) == 7
 
 
 def test_reverse_within_lengths():

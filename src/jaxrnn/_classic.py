@@ -165,18 +165,10 @@ def rnn_step_backward(dnext_h: Array, cache: StepCache) -> tuple[Array, Array, A
 
 
 def rnn_forward(
-    x: Array,
-    h0: Array,
-    Wx: Array,
-    Wh: Array,
-    b: Array,
-    *,
-    activation: str = "tanh",
-    lengths: Array | None = None,
-    truncation: int | None = None,
-    carry_weights: Array | None = None,
-    checkpoint: int | str | None = None,
-) -> tuple[Array, LayerCache]:
+    x: Array, h0: Array, Wx: Array, Wh: Array, b: Array, *, activation: str = "tanh",
+    lengths: Array | None = None, truncation: int | None = None,
+    carry_weights: Array | None = None, checkpoint: int | str | None = None,
+) -> tuple[Array, LayerCache]:  # fmt: skip
     """Runs the RNN over a whole sequence (a static-bound loop, i.e. a ``lax.scan``).
 
     Implements MATH.md §1 for t = 1..T::
@@ -300,17 +292,10 @@ def lstm_step_backward(
 
 
 def lstm_forward(
-    x: Array,
-    h0: Array,
-    Wx: Array,
-    Wh: Array,
-    b: Array,
-    *,
-    lengths: Array | None = None,
-    truncation: int | None = None,
-    carry_weights: Array | None = None,
+    x: Array, h0: Array, Wx: Array, Wh: Array, b: Array, *, lengths: Array | None = None,
+    truncation: int | None = None, carry_weights: Array | None = None,
     checkpoint: int | str | None = None,
-) -> tuple[Array, LayerCache]:
+) -> tuple[Array, LayerCache]:  # fmt: skip
     """Runs the LSTM over a sequence (MATH.md §9), one engine loop over t = 1..T::
 
         a_t = x_t @ Wx + h_{t-1} @ Wh + b      gates (i, f, o, g) in blocks of H
@@ -389,18 +374,10 @@ def gru_step_backward(
 
 
 def gru_forward(
-    x: Array,
-    h0: Array,
-    Wx: Array,
-    Wh: Array,
-    bx: Array,
-    bh: Array,
-    *,
-    lengths: Array | None = None,
-    truncation: int | None = None,
-    carry_weights: Array | None = None,
-    checkpoint: int | str | None = None,
-) -> tuple[Array, LayerCache]:
+    x: Array, h0: Array, Wx: Array, Wh: Array, bx: Array, bh: Array, *,
+    lengths: Array | None = None, truncation: int | None = None,
+    carry_weights: Array | None = None, checkpoint: int | str | None = None,
+) -> tuple[Array, LayerCache]:  # fmt: skip
     """Runs the GRU over a sequence (MATH.md §10), one engine loop over t = 1..T
     (the step of :func:`gru_step_forward`).
 

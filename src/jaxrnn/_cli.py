@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check(args: argparse.Namespace) -> int:
     try:
-        from .testing._cli import main as check_main
+        from .testing import main as check_main
     except ImportError as e:  # hypothesis is an optional dependency
         message = f"{e}; install it with: pip install 'jaxrnn[testing]'"
         print(f"jaxrnn check: error: {message}", file=sys.stderr)

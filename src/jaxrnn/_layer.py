@@ -185,19 +185,11 @@ def layer(kind_name: str, x, state0, weights, options: dict, return_state: bool)
 
 
 def rnn(
-    x: Array,
-    state0: Array,
-    Wx: Array,
-    Wh: Array,
-    b: Array,
-    *,
-    activation: str = "tanh",
-    lengths: Array | None = None,
-    truncation: int | None = None,
-    carry_weights: Array | None = None,
-    checkpoint: int | str | None = None,
+    x: Array, state0: Array, Wx: Array, Wh: Array, b: Array, *, activation: str = "tanh",
+    lengths: Array | None = None, truncation: int | None = None,
+    carry_weights: Array | None = None, checkpoint: int | str | None = None,
     return_state: bool = False,
-) -> Array | tuple[Array, Array]:
+) -> Array | tuple[Array, Array]:  # fmt: skip
     """The vanilla RNN's hidden states, differentiable by the hand-derived BPTT.
 
     Forward: MATH.md §1 for t = 1..T, one engine loop (a ``lax.scan``)::
@@ -241,19 +233,11 @@ def rnn(
 
 
 def lstm(
-    x: Array,
-    state0: Array | tuple[Array, Array],
-    Wx: Array,
-    Wh: Array,
-    b: Array,
-    *,
-    activation: str = "tanh",
-    lengths: Array | None = None,
-    truncation: int | None = None,
-    carry_weights: Array | None = None,
-    checkpoint: int | str | None = None,
+    x: Array, state0: Array | tuple[Array, Array], Wx: Array, Wh: Array, b: Array, *,
+    activation: str = "tanh", lengths: Array | None = None, truncation: int | None = None,
+    carry_weights: Array | None = None, checkpoint: int | str | None = None,
     return_state: bool = False,
-) -> Array | tuple[Array, tuple[Array, Array]]:
+) -> Array | tuple[Array, tuple[Array, Array]]:  # fmt: skip
     """The LSTM's outputs (MATH.md §9), differentiable by the hand-derived BPTT.
 
     Forward, for t = 1..T, gates ``(i, f, o, g)`` in blocks of H columns::
@@ -284,20 +268,11 @@ def lstm(
 
 
 def gru(
-    x: Array,
-    state0: Array,
-    Wx: Array,
-    Wh: Array,
-    bx: Array,
-    bh: Array,
-    *,
-    activation: str = "tanh",
-    lengths: Array | None = None,
-    truncation: int | None = None,
-    carry_weights: Array | None = None,
-    checkpoint: int | str | None = None,
+    x: Array, state0: Array, Wx: Array, Wh: Array, bx: Array, bh: Array, *,
+    activation: str = "tanh", lengths: Array | None = None, truncation: int | None = None,
+    carry_weights: Array | None = None, checkpoint: int | str | None = None,
     return_state: bool = False,
-) -> Array | tuple[Array, Array]:
+) -> Array | tuple[Array, Array]:  # fmt: skip
     """The GRU's outputs (MATH.md §10, torch's formulation), differentiable by the
     hand-derived BPTT.
 

@@ -7,11 +7,12 @@ hypothesis strategies of jaxrnn's own tests (requires ``hypothesis``).
 - :func:`check_bptt`: the same for any recurrent cell (an LSTM, a GRU): your
   hand forward/backward against ``jax.vjp`` of a ``lax.scan`` over your cell.
 - ``python -m jaxrnn.testing module:forward module:backward``: the same check as a
-  command that prints a pass/fail report.
+  command that prints a pass/fail report (:func:`main`, also ``jaxrnn check``).
 - :mod:`jaxrnn.testing.strategies`: shapes, problems, parameters, sequences, lengths.
 """
 
 from . import strategies as strategies
 from ._check import check_rnn_backward as check_rnn_backward
 from ._check import check_rnn_step_backward as check_rnn_step_backward
+from ._cli import main as main
 from ._generic import check_bptt as check_bptt
