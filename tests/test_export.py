@@ -132,3 +132,22 @@ def test_a_foreign_custom_call_is_reported():
     off = [jax.export.DisabledSafetyCheck.custom_call("my_host_kernel")]
     exp = jax.export.export(jax.jit(f), platforms=("cuda",), disabled_checks=off)(spec((3,)))
     assert accelerator_problems(exp) == ["custom call my_host_kernel", "mentions host"]
+
+
+@pytest.mark.parametrize("cell", jaxrnn.CELLS)
+@pytest.mark.parametrize("checkpoint", [4, "sqrt"])
+def test_checkpoint_with_a_symbolic_T_says_it_needs_a_static_T(cell, checkpoint):
+    """Outside trial (issue 17): ``jax.export`` of ``jax.grad`` through a layer with
+    ``checkpoint=`` and a symbolic T raised a raw ``InconclusiveDimensionOperation``."""
+    G = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
+    weights = (spec((D, G * H)), spec((H, G * H))) + (spec((G * H,)),) * (2 if cell == "gru" else 1)
+    f = getattr(jaxrnn, cell)
+
+    def loss(x, h0, *p):
+        return f(x, h0, *p, checkpoint=checkpoint).sum()
+
+    (t,) = jax.export.symbolic_shape("t")
+    args = (spec((N, t, D)), spec((N, H)), *weights)
+    with pytest.raises(ValueError, match=rf"{cell}: checkpoint needs a static sequence length T"):
+        jax.export.export(jax.jit(jax.grad(loss, argnums=(0, 1))))(*args)
+    jax.export.export(jax.jit(jax.grad(lambda x, h0, *p: f(x, h0, *p).sum())))(*args)  # no k: fine
