@@ -520,7 +520,7 @@ auto = jax.grad(
     lambda x, s0, *p: jnp.sum(w * jaxrnn.reference.scan_lstm(x, s0, *p, return_state=True)[1][0]),
     argnums=range(5),
 )(x, (h0, c0), *p)
-errors["jax.grad(lstm), (h0, c0)"] = max(map(max_rel, jax.tree.leaves(hand), jax.tree.leaves(auto)))
+errors["jax.grad(lstm) (h0,c0)"] = max(map(max_rel, jax.tree.leaves(hand), jax.tree.leaves(auto)))
 hand = jaxrnn.gru_backward(dh_T, jaxrnn.gru_forward(x, h0, *q)[1])
 auto = jax.grad(
     lambda x, h0, *q: jnp.sum(w * jaxrnn.reference.scan_gru(x, h0, *q)[:, -1]), argnums=range(6)

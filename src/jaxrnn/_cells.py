@@ -37,6 +37,7 @@ class CellKind(NamedTuple):
     init: Callable  # (key, D, H, dtype) -> params
     state: tuple[str, ...]  # the state's parts: ("h",) or ("h", "c")
     torch: str  # the torch module with this cell's state dict
+    torch_gates: tuple[int, ...]  # block j of jaxrnn's gates is torch's block torch_gates[j]
 
     @property
     def activations(self) -> bool:
@@ -64,14 +65,16 @@ class CellKind(NamedTuple):
 
 
 KINDS: tuple[CellKind, ...] = (
-    CellKind("rnn", _rnn.RNNParams, 1, _rnn.rnn_cell, _rnn.init_rnn_params, ("h",), "nn.RNN"),
     CellKind(
-        "lstm", _lstm.LSTMParams, 4, lambda act: _lstm.LSTM_CELL, _lstm.init_lstm_params,
-        ("h", "c"), "nn.LSTM",
+        "rnn", _rnn.RNNParams, 1, _rnn.rnn_cell, _rnn.init_rnn_params, ("h",), "nn.RNN", (0,),
     ),
-    CellKind(
+    CellKind(  # CS231n's (i, f, o, g); torch's nn.LSTM has (i, f, g, o)
+        "lstm", _lstm.LSTMParams, 4, lambda act: _lstm.LSTM_CELL, _lstm.init_lstm_params,
+        ("h", "c"), "nn.LSTM", (0, 1, 3, 2),
+    ),
+    CellKind(  # torch's formulation, torch's (r, z, n)
         "gru", _gru.GRUParams, 3, lambda act: _gru.GRU_CELL, _gru.init_gru_params,
-        ("h",), "nn.GRU",
+        ("h",), "nn.GRU", (0, 1, 2),
     ),
 )  # fmt: skip
 CELLS: tuple[str, ...] = tuple(k.name for k in KINDS)

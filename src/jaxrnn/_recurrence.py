@@ -52,7 +52,7 @@ on it with the error carried in from the segment after: the same two loops,
 called per segment. :func:`window_options` restates the options in the
 segment's own time (lengths shifted, truncation cuts and ξ as the segment's
 carry weights), so a segment is an ordinary sequence to every caller; the
-model's whole-network checkpointing (``_model.py``) segments all layers at once
+model's whole-network checkpointing (``_segmented.py``) segments all layers at once
 the same way.
 """
 

@@ -35,14 +35,16 @@ _NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
 def torch_gate_order(a: np.ndarray, gates: int) -> np.ndarray:
-    """Swaps the LSTM's last two gate blocks along axis 0: ``(i, f, g, o) <-> (i, f, o, g)``.
+    """Reorders the gate blocks along axis 0 between torch's order and jaxrnn's (the
+    registry's ``torch_gates``): the LSTM's ``(i, f, g, o) <-> (i, f, o, g)``.
 
-    Its own inverse; other cells are returned as they are.
+    Its own inverse (the only reordering is a swap); other cells are returned as they are.
     """
-    if gates != 4:
+    perm = KINDS[_BY_GATES[gates]].torch_gates
+    if perm == tuple(range(gates)):
         return a
-    i, f, g, o = np.split(a, 4, axis=0)
-    return np.concatenate([i, f, o, g], axis=0)
+    blocks = np.split(a, gates, axis=0)
+    return np.concatenate([blocks[j] for j in perm], axis=0)
 
 
 def _one_kind(stack: list[tuple[Cell, ...]], fn: str) -> int:
