@@ -345,6 +345,30 @@ def check_cell_args(
     return check_gated_args(fn, x, states, weights, gates, x_layout=x_layout)
 
 
+def check_state_parts(fn: str, names: tuple[str, ...], state0: object) -> tuple:
+    """A cell's state pytree as the tuple of its parts, named ``names`` (``("h0",)`` or
+    ``("h0", "c0")``): a bare array is the first part alone (the rest default to zeros),
+    a tuple or list must hold every part."""
+    if not isinstance(state0, (tuple, list)):
+        return (state0,)
+    if len(names) == 1 or len(state0) != len(names):
+        want = names[0] if len(names) == 1 else f"{names[0]} or the pair ({', '.join(names)})"
+        raise TypeError(
+            f"{fn}: state0 must be {want}, each (N, H), got a {type(state0).__name__} "
+            f"of {len(state0)}"
+        )
+    return tuple(state0)
+
+
+def check_fixed_activation(fn: str, cell: str, takes_activation: bool, activation: str) -> None:
+    """Only the vanilla RNN takes an activation; a gated cell keeps ``"tanh"``."""
+    if not takes_activation and activation != "tanh":
+        raise ValueError(
+            f"{fn}: the {cell.upper()}'s gates use sigmoid and tanh; activation applies "
+            f"to the vanilla RNN only and must stay 'tanh' here, got {activation!r}"
+        )
+
+
 def check_sequence_options(fn: str, x: Array, lengths, carry_weights) -> tuple:
     """The trace-time checks of a sequence's options against the checked ``x: (N, T, D)``:
     the lengths' shape and dtype (their values were checked before ``jit``) and the

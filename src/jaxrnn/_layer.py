@@ -19,7 +19,13 @@ import jax.numpy as jnp
 
 from . import _recurrence as rec
 from ._cells import CellKind, kind_named
-from ._checks import check_cell_args, check_eager, check_sequence_options
+from ._checks import (
+    check_cell_args,
+    check_eager,
+    check_fixed_activation,
+    check_sequence_options,
+    check_state_parts,
+)
 
 Array = jax.Array
 State = Any  # the cell's state pytree: h (N, H), or (h, c) for the LSTM
@@ -123,16 +129,7 @@ run_layer.defvjp(_run_fwd, _run_bwd)
 def state_parts(fn: str, kind: CellKind, state0: Any) -> tuple:
     """The parts of a state pytree, in the cell's order: ``(h0,)`` or ``(h0, c0)``; an
     LSTM given a bare ``h0`` gives ``(h0,)`` (``c0`` then defaults to zeros)."""
-    if isinstance(state0, (tuple, list)):
-        if len(kind.state) == 1 or len(state0) != len(kind.state):
-            names = [f"{n}0" for n in kind.state]
-            want = names[0] if len(names) == 1 else f"{names[0]} or the pair ({', '.join(names)})"
-            raise TypeError(
-                f"{fn}: state0 must be {want}, each (N, H), got a {type(state0).__name__} "
-                f"of {len(state0)}"
-            )
-        return tuple(state0)
-    return (state0,)
+    return check_state_parts(fn, tuple(f"{n}0" for n in kind.state), state0)
 
 
 def check_layer_args(fn: str, kind: CellKind, x, parts: tuple, weights, lengths=None, xi=None,
@@ -155,11 +152,7 @@ def check_layer_args(fn: str, kind: CellKind, x, parts: tuple, weights, lengths=
 
 def check_activation_for(fn: str, kind: CellKind, activation: str) -> None:
     """A gated cell's nonlinearities are fixed: only the default ``"tanh"`` is accepted."""
-    if not kind.activations and activation != "tanh":
-        raise ValueError(
-            f"{fn}: the {kind.name.upper()}'s gates use sigmoid and tanh; activation applies "
-            f"to the vanilla RNN only and must stay 'tanh' here, got {activation!r}"
-        )
+    check_fixed_activation(fn, kind.name, kind.activations, activation)
 
 
 @partial(jax.jit, static_argnames=("fn", "kind_name", "act", "truncation", "checkpoint"))
