@@ -352,10 +352,13 @@ def check_state_parts(fn: str, names: tuple[str, ...], state0: object) -> tuple:
     if not isinstance(state0, (tuple, list)):
         return (state0,)
     if len(names) == 1 or len(state0) != len(names):
-        want = names[0] if len(names) == 1 else f"{names[0]} or the pair ({', '.join(names)})"
+        want = (
+            f"the array {names[0]} (N, H)"
+            if len(names) == 1
+            else f"{names[0]} or the pair ({', '.join(names)}), each (N, H)"
+        )
         raise TypeError(
-            f"{fn}: state0 must be {want}, each (N, H), got a {type(state0).__name__} "
-            f"of {len(state0)}"
+            f"{fn}: state0 must be {want}, got a {type(state0).__name__} of {len(state0)}"
         )
     return tuple(state0)
 
@@ -366,6 +369,17 @@ def check_fixed_activation(fn: str, cell: str, takes_activation: bool, activatio
         raise ValueError(
             f"{fn}: the {cell.upper()}'s gates use sigmoid and tanh; activation applies "
             f"to the vanilla RNN only and must stay 'tanh' here, got {activation!r}"
+        )
+
+
+def check_cache(fn: str, cell: str, cache: object, cls: type, made_by: str) -> None:
+    """``cache`` is a ``cls`` made by ``{cell}_{made_by}`` (``TypeError`` naming what it is)."""
+    if not isinstance(cache, cls):
+        raise TypeError(f"{fn}: cache must be a {cls.__name__}, got {type(cache).__name__}")
+    if cache.kind != cell:
+        raise TypeError(
+            f"{fn}: cache comes from {cache.kind}_{made_by} (the {cache.kind.upper()}), "
+            f"not from {cell}_{made_by}"
         )
 
 

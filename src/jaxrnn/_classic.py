@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from ._cells import CellKind, kind_named
-from ._checks import check_activation, check_dh, check_eager, check_same_shape
+from ._checks import check_activation, check_cache, check_dh, check_eager, check_same_shape
 from ._layer import LayerCache, StepCache, backward_layer, check_layer_args, forward_layer
 
 Array = jax.Array
@@ -70,19 +70,8 @@ def _step_backward(dnext: tuple, cache: StepCache, *, fn: str):
 
 def step_backward(fn: str, kind_name: str, dnext: tuple, cache: StepCache) -> tuple:
     """One step backward of any cell: ``(dx, *dprev state parts, *dparams)``."""
-    _check_cache(fn, kind_name, cache, StepCache)
+    check_cache(fn, kind_name, cache, StepCache, "step_forward")
     return _step_backward(tuple(dnext), cache, fn=fn)
-
-
-def _check_cache(fn: str, want: str, cache, cls: type) -> None:
-    """``cache`` is a ``cls`` of the cell ``want`` (``TypeError`` naming what it is)."""
-    if not isinstance(cache, cls):
-        raise TypeError(f"{fn}: cache must be a {cls.__name__}, got {type(cache).__name__}")
-    if cache.kind != want:
-        raise TypeError(
-            f"{fn}: cache comes from a {cache.kind.upper()} ({cache.kind}_"
-            f"{'step_' if cls is StepCache else ''}forward), not from a {want.upper()}"
-        )
 
 
 @partial(jax.jit, static_argnames=("fn", "kind_name", "act", "truncation", "checkpoint"))
@@ -115,7 +104,7 @@ def _sequence_backward(dh, cache: LayerCache, *, fn: str, ref_name: str):
 
 def sequence_backward(fn: str, kind_name: str, dh, cache: LayerCache, ref_name="h") -> tuple:
     """BPTT of any cell from its cache: ``(dx, dh0, *dparams)``."""
-    _check_cache(fn, kind_name, cache, LayerCache)
+    check_cache(fn, kind_name, cache, LayerCache, "forward")
     return _sequence_backward(dh, cache, fn=fn, ref_name=ref_name)
 
 
