@@ -10,7 +10,7 @@
 # (the version of the CPU measurements, so numbers compare), jaxrnn with its test
 # extra, flax and torch (PyPI's Linux torch wheel is a CUDA build, so torch's
 # nn.RNN runs cuDNN), then writes to benchmarks/results/:
-#   gpu-<host>-<date>-tests.txt   pytest tests/test_core.py on the GPU (float64 and float32)
+#   gpu-<host>-<date>-tests.txt   pytest tests/test_cells.py on the GPU (float64 and float32)
 #   gpu-<host>-<date>.md          bench.py's tables (same format as RESULTS.md)
 # Environment overrides: JAX_VERSION (default 0.10.2), JAX_CUDA (cuda13 or cuda12;
 # default from the driver's CUDA version), PYTHON (default python3), SKIP_TORCH=1.
@@ -62,7 +62,7 @@ mkdir -p benchmarks/results
 stem="benchmarks/results/gpu-$(hostname -s 2>/dev/null || echo host)-$(date -u +%Y%m%dT%H%MZ)"
 # Core properties (hand BPTT == jax.grad == numpy, float64 and float32) on the GPU.
 set +e
-python -m pytest -q tests/test_core.py 2>&1 | tee "${stem}-tests.txt"
+python -m pytest -q tests/test_cells.py 2>&1 | tee "${stem}-tests.txt"
 tests_rc=${PIPESTATUS[0]}
 set -e
 # The document's numpy loops run on the CPU and say nothing about the GPU: left out.
