@@ -831,3 +831,36 @@ def test_torch_hidden_round_trip():
     np.testing.assert_array_equal(states[1][:, 2 * H : 3 * H], h[3])
     np.testing.assert_array_equal(states[1][:, 3 * H :], c[3])
     assert_tree_close(cv.to_torch_hidden(states, layers), (h, c), tol=0)
+
+
+@pytest.mark.parametrize("module", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_bias_false_torch_models_round_trip_exactly(module, bidirectional):
+    """Outside trial (issue 18): a ``bias=False`` model could not load its own round trip
+    (``Unexpected key(s) bias_ih_l0``); ``bias=False`` writes no bias keys."""
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    torch.manual_seed(0)
+    make = getattr(torch.nn, module)
+    kw = dict(num_layers=2, bidirectional=bidirectional, bias=False, batch_first=True)
+    m, m2 = make(4, 3, **kw).double(), make(4, 3, **kw).double()
+    sd = cv.to_torch_state_dict(cv.from_torch_state_dict(m.state_dict()), bias=False)
+    assert not any("bias" in k for k in sd)
+    m2.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})  # strict: same keys
+    for (k, a), b in zip(m.state_dict().items(), m2.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_bias_false_refuses_a_non_zero_bias(cell):
+    init = {"rnn": jaxrnn.init_rnn_params, "lstm": jaxrnn.init_lstm_params}.get(
+        cell, jaxrnn.init_gru_params
+    )
+    p = init(jax.random.PRNGKey(0), 4, 3, jnp.float64)
+    p = p._replace(**{p._fields[-1]: p[-1].at[0].set(0.5)})  # one non-zero bias entry
+    with pytest.raises(
+        ValueError,
+        match=rf"bias=False writes no biases, but layer 0 has a non-zero {p._fields[-1]}",
+    ):
+        cv.to_torch_state_dict(p, bias=False)
+    zero = p._replace(**{n: jnp.zeros_like(a) for n, a in zip(p._fields[2:], p[2:], strict=True)})
+    assert set(cv.to_torch_state_dict(zero, bias=False)) == {"weight_ih_l0", "weight_hh_l0"}

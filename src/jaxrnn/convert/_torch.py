@@ -62,7 +62,11 @@ def _one_kind(stack: list[tuple[Cell, ...]], fn: str) -> int:
 
 
 def to_torch_state_dict(
-    layers: Layer | Sequence[Layer], *, bidirectional: bool | None = None, prefix: str = ""
+    layers: Layer | Sequence[Layer],
+    *,
+    bidirectional: bool | None = None,
+    prefix: str = "",
+    bias: bool = True,
 ) -> dict[str, np.ndarray]:
     """Builds the ``state_dict`` of a ``torch.nn.RNN``, ``nn.LSTM`` or ``nn.GRU``.
 
@@ -80,6 +84,9 @@ def to_torch_state_dict(
       bidirectional: None reads it from the layers; True also accepts plain
         ``(fwd, bwd)`` tuples.
       prefix: prepended to every key (e.g. ``"rnn."`` inside a larger model).
+      bias: the torch model's ``bias`` setting. ``False`` writes no bias keys (what a
+        ``bias=False`` model's ``load_state_dict`` expects), and refuses layers whose
+        biases are not all zero: such a model cannot hold them.
 
     Returns:
       A dict of contiguous, writable numpy arrays; load with
@@ -96,9 +103,23 @@ def to_torch_state_dict(
             else:
                 b_ih, b_hh = torch_gate_order(p.b, g), np.zeros_like(p.b)
             arrays = (torch_gate_order(p.Wx.T, g), torch_gate_order(p.Wh.T, g), b_ih, b_hh)
-            for name, a in zip(_NAMES, arrays, strict=True):
+            if not bias:
+                _refuse_biases(p, f"layer {k}{suffix}", fn)
+                arrays = arrays[:2]
+            for name, a in zip(_NAMES, arrays, strict=False):
                 out[f"{prefix}{name}_l{k}{suffix}"] = np.array(a, order="C")  # a writable copy
     return out
+
+
+def _refuse_biases(p: Cell, where: str, fn: str) -> None:
+    """With ``bias=False``, every bias must be zero: the torch model has none to hold it."""
+    for name, b in zip(p._fields[2:], p[2:], strict=True):
+        if np.any(np.asarray(b) != 0):
+            raise ValueError(
+                f"{fn}: bias=False writes no biases, but {where} has a non-zero {name} "
+                f"(max |{name}| = {float(np.max(np.abs(b))):.3g}); a torch model built with "
+                "bias=False cannot hold it: pass bias=True"
+            )
 
 
 def _infer_gates(W_hh: np.ndarray, key: str) -> int:
