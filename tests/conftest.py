@@ -11,6 +11,7 @@ All use deadline=None: the first example of each new shape includes jit compile 
 import os
 
 import jax
+import pytest
 from hypothesis import HealthCheck, settings
 
 jax.config.update("jax_enable_x64", True)
@@ -22,3 +23,17 @@ settings.register_profile("dev", max_examples=20, **_common)
 settings.register_profile("ci", max_examples=30, derandomize=True, print_blob=True, **_common)
 settings.register_profile("thorough", max_examples=500, **_common)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fresh_compilation_caches():
+    """Drop jax's compiled programs after each test module.
+
+    One pytest process compiles thousands of programs; XLA:CPU keeps each one's code in
+    its own memory mappings, and a whole run then nears Linux's default limit of 65,530
+    mappings per process (``vm.max_map_count``), past which the next compile segfaults
+    inside XLA. Most jitted functions belong to one test module; the library's shared
+    ones recompile once per module at most, a few seconds in all.
+    """
+    yield
+    jax.clear_caches()

@@ -1,8 +1,9 @@
 """The package's layers (issues 12 and 17): the core never loads the app or interop.
 
 The core is every module at the top of ``src/jaxrnn/``, the command line included;
-``jaxrnn.train`` (the training app, optax), ``jaxrnn.convert`` (torch/flax interop)
-and ``jaxrnn.testing`` (the oracle, hypothesis) are subpackages above it, loaded lazily by ``jaxrnn.__getattr__``. One rule, no
+``jaxrnn.train`` (the training app, optax), ``jaxrnn.convert`` (torch/flax interop),
+``jaxrnn.testing`` (the oracle, hypothesis) and the framework layers ``jaxrnn.nnx``
+(flax) and ``jaxrnn.eqx`` (equinox) are subpackages above it, loaded lazily by ``jaxrnn.__getattr__``. One rule, no
 exemption: a top-level module imports neither subpackage (nor optax, torch, flax) at
 import time, and never their private modules; only inside a function may it import a
 subpackage's public names (the command line dispatching ``jaxrnn train``). Also: no
@@ -21,8 +22,10 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "jaxrnn"
 CORE = sorted(SRC.glob("*.py"))
-LAYERS_ABOVE = ("jaxrnn.train", "jaxrnn.convert", "jaxrnn.testing")
-HEAVY_DEPS = ("optax", "torch", "flax")
+LAYERS_ABOVE = (
+    "jaxrnn.train", "jaxrnn.convert", "jaxrnn.testing", "jaxrnn.nnx", "jaxrnn.eqx"
+)  # fmt: skip
+HEAVY_DEPS = ("optax", "torch", "flax", "equinox")
 MAX_FUNCTION_LINES = 50
 
 
@@ -106,7 +109,7 @@ PROBE = """
 import json, sys
 import jaxrnn
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in {heavy} or
-                m.startswith(("jaxrnn.train", "jaxrnn.convert")))
+                m.startswith({above}))
 resolved = [
     callable(jaxrnn.train.TrainConfig),
     callable(jaxrnn.train.train),
@@ -117,10 +120,10 @@ print(json.dumps({{"loaded": loaded, "resolved": resolved}}))
 
 
 def test_import_jaxrnn_loads_neither_layer_above_nor_its_dependencies():
-    """``import jaxrnn`` in a fresh interpreter: no jaxrnn.train/convert, optax, torch or
-    flax in sys.modules; jaxrnn.train.{TrainConfig, train} and
+    """``import jaxrnn`` in a fresh interpreter: no subpackage above the core, optax,
+    torch, flax or equinox in sys.modules; jaxrnn.train.{TrainConfig, train} and
     jaxrnn.convert.from_torch_state_dict still resolve (lazily) afterwards."""
-    code = PROBE.format(heavy=set(HEAVY_DEPS))
+    code = PROBE.format(heavy=set(HEAVY_DEPS), above=LAYERS_ABOVE)
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
     )

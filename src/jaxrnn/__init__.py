@@ -62,9 +62,10 @@ init_params = init_rnn_params  # the name before 0.2 (see CHANGELOG.md)
 
 
 def __getattr__(name: str):
-    # The app (``jaxrnn.train``) and interop (``jaxrnn.convert``) subpackages are loaded
-    # on first use, so ``import jaxrnn`` (the core) never imports them.
-    if name in ("convert", "train"):
+    # The app (``jaxrnn.train``), interop (``jaxrnn.convert``) and framework layers
+    # (``jaxrnn.nnx``, ``jaxrnn.eqx``) are loaded on first use, so ``import jaxrnn`` (the
+    # core) never imports them or their dependencies.
+    if name in ("convert", "train", "nnx", "eqx"):
         import importlib
 
         return importlib.import_module(f"{__name__}.{name}")

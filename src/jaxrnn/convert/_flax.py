@@ -25,6 +25,31 @@ from ._flax_cells import (
 )
 from ._validate import Cell, Layer, as_stack, is_layer
 
+_NNX_ONLY = {"dense_i", "dense_h", "if_"}  # names in flax NNX cells' trees, never in linen's
+_OTHER_FLAVOUR = (
+    "flax linen parameter trees; flax NNX modules (nnx.RNN, nnx.Bidirectional, a list of "
+    "them) go to jaxrnn.convert.from_nnx_rnn, an NNX cell or its nnx.State to from_nnx_cell"
+)
+
+
+def _is_nnx(tree: Any) -> bool:
+    """A flax NNX module or ``nnx.State`` (by its type, flax not imported), or a tree with
+    the names only NNX cells use."""
+    if type(tree).__module__.startswith("flax.nnx"):
+        return True
+    return isinstance(tree, Mapping) and any(k in _NNX_ONLY or _is_nnx(v) for k, v in tree.items())
+
+
+def _refuse_nnx(tree: Any, fn: str) -> None:
+    """An NNX object or a non-dict gets a message naming both flavours and the right function."""
+    if _is_nnx(tree):
+        raise TypeError(
+            f"{fn}: this is a flax NNX {type(tree).__name__}; {fn} reads {_OTHER_FLAVOUR}"
+        )
+    if not isinstance(tree, Mapping):
+        raise TypeError(f"{fn}: expected a flax linen parameter dict, got {type(tree).__name__}; "
+                        f"{fn} reads {_OTHER_FLAVOUR}")  # fmt: skip
+
 
 def _cell_to_flax(p: Cell, residual: bool) -> dict[str, Any]:
     if isinstance(p, LSTMParams):
@@ -50,7 +75,7 @@ def _cell_from_flax(tree: Mapping[str, Any], residual: bool, fn: str) -> Cell:
         )
     raise KeyError(
         f"{fn}: a cell needs 'i' (SimpleCell), 'ii' (LSTMCell) or 'ir' (GRUCell), "
-        f"got {sorted(names)}"
+        f"got {sorted(names)}; {fn} reads {_OTHER_FLAVOUR}"
     )
 
 
@@ -95,10 +120,14 @@ def from_flax_rnn(tree: Mapping[str, Any], *, residual: bool = False) -> Layer |
     is also accepted.
 
     Raises:
-      KeyError: none of those keys, or a cell of none of those kinds.
+      TypeError: a flax NNX module or ``nnx.State`` (read those with
+        :func:`from_nnx_rnn` / :func:`from_nnx_cell`), or not a dict.
+      KeyError: none of those keys, or a cell of none of those kinds (the message
+        names both flax flavours).
       ValueError: a flax ``MGUCell`` (no jaxrnn equivalent), or the cell's errors.
     """
     fn = "from_flax_rnn"
+    _refuse_nnx(tree, fn)
     tree = unwrap(tree, fn)
     if "cell" in tree:
         return _cell_from_flax(tree["cell"], residual, fn)
@@ -111,7 +140,10 @@ def from_flax_rnn(tree: Mapping[str, Any], *, residual: bool = False) -> Layer |
         return BiRNNParams(*dirs)
     n = sum(f"layers_{k}" in tree for k in range(len(tree)))
     if n == 0:
-        raise KeyError(f"{fn}: expected 'cell', 'forward_rnn' or 'layers_0', got {sorted(tree)}")
+        raise KeyError(
+            f"{fn}: expected 'cell', 'forward_rnn' or 'layers_0', got {sorted(tree)}; "
+            f"{fn} reads {_OTHER_FLAVOUR}"
+        )
     layers = tuple(from_flax_rnn(get(tree, f"layers_{k}", fn), residual=residual) for k in range(n))
     as_stack(layers, None, fn)  # each layer reads the previous one's output
     return layers
