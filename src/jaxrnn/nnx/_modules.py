@@ -318,16 +318,9 @@ class LSTM(_Recurrent):
 
     kind = "lstm"
 
-    def __init__(
-        self,
-        in_features: int,
-        hidden_features: int,
-        *,
-        num_layers: int = 1,
-        bidirectional: bool = False,
-        dtype: Any = jnp.float32,
-        rngs: nnx.Rngs,
-    ):
+    def __init__(self, in_features: int, hidden_features: int, *, num_layers: int = 1,
+                 bidirectional: bool = False, dtype: Any = jnp.float32,
+                 rngs: nnx.Rngs):  # fmt: skip
         self._build(in_features, hidden_features, num_layers, bidirectional, dtype, "tanh", rngs)
 
 
@@ -347,14 +340,7 @@ class GRU(_Recurrent):
 
     kind = "gru"
 
-    def __init__(
-        self,
-        in_features: int,
-        hidden_features: int,
-        *,
-        num_layers: int = 1,
-        bidirectional: bool = False,
-        dtype: Any = jnp.float32,
-        rngs: nnx.Rngs,
-    ):
+    def __init__(self, in_features: int, hidden_features: int, *, num_layers: int = 1,
+                 bidirectional: bool = False, dtype: Any = jnp.float32,
+                 rngs: nnx.Rngs):  # fmt: skip
         self._build(in_features, hidden_features, num_layers, bidirectional, dtype, "tanh", rngs)
