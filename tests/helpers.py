@@ -1,7 +1,9 @@
 """The tests' shared helpers: one tolerance table, one tree comparison, one autodiff oracle,
-one custom_vjp path, one random-layer factory and one bad-input table format.
+one custom_vjp path, one random-layer factory, one bad-input table format, and one spy
+on the hand BPTT (the framework layers' proof that their gradients run it).
 
-Every test file imports from here; nothing here is tested code (only public jaxrnn names).
+Every test file imports from here; nothing here is tested code (public jaxrnn names,
+and ``_layer.backward_layer`` for the spy).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 import pytest
 
 import jaxrnn
+import jaxrnn._layer as layer
 from jaxrnn import BiRNNParams, RNNParams, model
 from jaxrnn.reference import scan_rnn
 
@@ -150,3 +153,19 @@ def bad(id, call, exc, match):
 def check_raises(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+def spy_on_backward(monkeypatch, factor=1.0):
+    """Counts the runs of the core's hand BPTT (``_layer.backward_layer``, which the
+    ``custom_vjp``'s backward rule calls) at run time, by a callback in the compiled program,
+    and scales the weight gradients it returns by ``factor``."""
+    real, calls = layer.backward_layer, []
+
+    def spy(dh, cache, dstateT=None):
+        jax.debug.callback(lambda: calls.append(cache.kind))
+        dx, ds0, dp = real(dh, cache, dstateT)
+        return dx, ds0, jax.tree.map(lambda a: factor * a, dp)
+
+    monkeypatch.setattr(layer, "backward_layer", spy)
+    jax.clear_caches()  # a cached trace would not call the backward again
+    return calls

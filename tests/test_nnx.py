@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import assert_tree_close, bad, check_raises
+from helpers import assert_tree_close, bad, check_raises, spy_on_backward
 
 import jaxrnn
 from jaxrnn import BiRNNParams, GRUParams
@@ -217,24 +217,6 @@ def test_report_errors():
 
 
 # --- NNX transforms; the gradient is the hand BPTT ------------------------------------------
-
-
-def spy_on_backward(monkeypatch, factor=1.0):
-    """Counts the runs of the core's hand BPTT (``_layer.backward_layer``, called by the
-    custom_vjp's backward rule) by a callback in the compiled program, and scales the weight
-    gradients it returns by ``factor``."""
-    import jaxrnn._layer as layer
-
-    real, calls = layer.backward_layer, []
-
-    def spy(dh, cache, dstateT=None):
-        jax.debug.callback(lambda: calls.append(cache.kind))
-        dx, ds0, dp = real(dh, cache, dstateT)
-        return dx, ds0, jax.tree.map(lambda a: factor * a, dp)
-
-    monkeypatch.setattr(layer, "backward_layer", spy)
-    jax.clear_caches()  # a cached trace would not call the backward again
-    return calls
 
 
 def test_nnx_grad_runs_the_hand_bptt(monkeypatch):
