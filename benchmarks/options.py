@@ -87,7 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     mode = "quick" if args.quick else "full"
     print("\n".join(bl.header()))
     print(f"jax {jax.__version__}; float32; jit(grad) of vdot(h, g) w.r.t. x, h0, Wx, Wh, b\n")
-    head = ["N, T, D, H", "option", "hand (ms)", "naive autodiff (ms)", "speedup", "hand vs default"]
+    head = [
+        "N, T, D, H",
+        "option",
+        "hand (ms)",
+        "naive autodiff (ms)",
+        "speedup",
+        "hand vs default",
+    ]
     rows = []
     for shape in SHAPES[mode]:
         rows += shape_rows(shape, budget_s=4.0 if args.quick else 25.0)
