@@ -35,9 +35,12 @@ from ._layer import (
     check_activation_for,
     check_layer_args,
     forward_layer,
+    gru,
+    lstm,
+    rnn,
     state_parts,
 )
-from ._lengths import reverse
+from ._lengths import reverse, reverse_within_lengths
 
 Array = jax.Array
 
@@ -245,6 +248,26 @@ def walk(
             hT.append(sT)
             extras.append(e)
     return h, tuple(hT), tuple(extras)
+
+
+def structured_layer(x: Array, state0: Any, p: LayerParams, lengths, options: dict):
+    """One layer of the structured form (:func:`jaxrnn.rnn` / ``lstm`` / ``gru``), one or two
+    directions: ``(h, state_T)``; the framework layers (``jaxrnn.nnx``, ``jaxrnn.eqx``)
+    stack these.
+
+    ``p``: a cell's params (``state0``: the cell's pytree) or a :class:`BiRNNParams`
+    (``state0``: a ``(fwd, bwd)`` pair); ``h: (N, T, H)``, or ``(N, T, 2H) = [h_fwd |
+    h_bwd]`` with the backward direction run on ``x`` reversed within the lengths (§4, as
+    :func:`walk`). ``options``: the structured functions' keywords (``return_state=True``).
+    """
+    run = {"rnn": rnn, "lstm": lstm, "gru": gru}
+    if not isinstance(p, BiRNNParams):
+        return run[kind_of(p).name](x, state0, *p, lengths=lengths, **options)
+    f = run[kind_of(p.fwd).name]
+    hf, sf = f(x, state0[0], *p.fwd, lengths=lengths, **options)  # checks the lengths first
+    xb = reverse_within_lengths(x, lengths)
+    hb, sb = f(xb, state0[1], *p.bwd, lengths=lengths, **options)
+    return jnp.concatenate([hf, reverse_within_lengths(hb, lengths)], axis=-1), (sf, sb)
 
 
 def stack_forward(

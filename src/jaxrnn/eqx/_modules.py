@@ -5,8 +5,8 @@ A module holds its weights as the registry's parameter NamedTuples, one per laye
 bidirectional), drawn by the cell's initialiser through :func:`jaxrnn.init_stack`.
 Its call is unbatched, in equinox's manner: ``x: (T, D)``. It adds a batch axis of 1
 and walks the layers with :func:`jaxrnn.rnn` / :func:`jaxrnn.lstm` / :func:`jaxrnn.gru`
-(the backward direction on :func:`jaxrnn.reverse_within_lengths`, as
-:func:`jaxrnn.stack_forward` does), so every gradient is the core's hand BPTT (its one
+through the core's ``_stack.structured_layer`` (the backward direction on
+:func:`jaxrnn.reverse_within_lengths`), so every gradient is the core's hand BPTT (its one
 ``custom_vjp``). ``jax.vmap`` / ``eqx.filter_vmap`` over the call make batches.
 
 **State.** The cell's own pytree, unbatched: ``h: (H,)``, or ``(h, c)`` for the LSTM
@@ -32,11 +32,11 @@ from .._checks import (
     check_truncation,
     is_concrete,
 )
+from .._stack import structured_layer
 
 Array = jax.Array
 State = Any  # see the module docstring
 
-_FUNCTIONS = {"rnn": jaxrnn.rnn, "lstm": jaxrnn.lstm, "gru": jaxrnn.gru}
 _DTYPES = tuple(np.dtype(d) for d in (jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64))
 
 
@@ -113,19 +113,12 @@ class _Recurrent(eqx.Module):
         truncation = check_truncation(name, truncation)
         checkpoint = check_checkpoint(name, checkpoint, x[None])
         states = self._batched_states(state0)  # per layer, (1, H) leaves
-        run = _FUNCTIONS[self._cell]
-        opts = dict(activation=self.activation, lengths=lengths, truncation=truncation,
-                    checkpoint=checkpoint, return_state=True)  # fmt: skip
+        opts = dict(activation=self.activation, truncation=truncation, checkpoint=checkpoint,
+                    return_state=True)  # fmt: skip
         h, final = x[None], []  # (1, T, D)
         for p, s in zip(self.layers, states, strict=True):
-            if self.bidirectional:  # as jaxrnn.stack_forward's walk
-                hf, sf = run(h, s[0], *p.fwd, **opts)  # (1, T, H)
-                hb, sb = run(jaxrnn.reverse_within_lengths(h, lengths), s[1], *p.bwd, **opts)
-                h = jnp.concatenate([hf, jaxrnn.reverse_within_lengths(hb, lengths)], axis=-1)
-                final.append((sf, sb))
-            else:
-                h, sT = run(h, s, *p, **opts)
-                final.append(sT)
+            h, sT = structured_layer(h, s, p, lengths, opts)  # (1, T, H_out)
+            final.append(sT)
         final = final[0] if self.num_layers == 1 else tuple(final)
         return h[0], jax.tree.map(lambda a: a[0], final)  # (T, H_out), unbatched state
 

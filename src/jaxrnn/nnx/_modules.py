@@ -3,10 +3,10 @@
 A module holds one :class:`Weights` per layer and direction, whose ``nnx.Param``s are
 named after jaxrnn's parameters (``Wx``, ``Wh``, ``b``; the GRU's ``bx``, ``bh``) and
 drawn by the registry's initialiser from ``rngs.params()``. Its call walks the layers
-with :func:`jaxrnn.rnn` / :func:`jaxrnn.lstm` / :func:`jaxrnn.gru` (``return_state=True``),
-the backward direction on :func:`jaxrnn.reverse_within_lengths` and its output reversed
-back, as :func:`jaxrnn.stack_forward` does; so ``nnx.grad`` runs the core's hand BPTT
-(its one ``custom_vjp``). No maths lives here.
+through the core's ``_stack.structured_layer``: :func:`jaxrnn.rnn` / :func:`jaxrnn.lstm` /
+:func:`jaxrnn.gru` (``return_state=True``), the backward direction on
+:func:`jaxrnn.reverse_within_lengths` and its output reversed back; so ``nnx.grad``
+runs the core's hand BPTT (its one ``custom_vjp``). No maths lives here.
 
 **Carry.** jaxrnn's convention, the cell's own pytree: ``h: (N, H)`` for the RNN and
 GRU, ``(h, c)`` for the LSTM; a ``(fwd, bwd)`` pair per bidirectional layer (as
@@ -25,15 +25,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from .. import BiRNNParams, gru, lstm, reverse_within_lengths, rnn
+from .. import BiRNNParams
 from .._cells import PARAMS_TYPES, kind_named, kind_of
 from .._checks import check_activation, check_positive_int
 from .._layer import check_activation_for
+from .._stack import structured_layer
 
 Array = jax.Array
 Carry = Any  # see the module docstring
 
-_FUNCTIONS = {"rnn": rnn, "lstm": lstm, "gru": gru}
 _DTYPES = tuple(np.dtype(d) for d in (jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64))
 
 
@@ -89,13 +89,7 @@ class Layer(nnx.Module):
     def __call__(self, x: Array, carry: Carry, lengths, options: dict) -> tuple[Array, Carry]:
         """``(h, carry_T)`` of the layer on ``x: (N, T, D)``: ``h: (N, T, H)`` or
         ``(N, T, 2H)`` ``= [h_fwd | h_bwd]`` (MATH.md §4)."""
-        run = _FUNCTIONS[self.fwd.cell]
-        if self.bwd is None:
-            return run(x, carry, *self.fwd.params(), lengths=lengths, **options)
-        hf, sf = run(x, carry[0], *self.fwd.params(), lengths=lengths, **options)
-        xb = reverse_within_lengths(x, lengths)  # each sequence reversed within its length
-        hb, sb = run(xb, carry[1], *self.bwd.params(), lengths=lengths, **options)
-        return jnp.concatenate([hf, reverse_within_lengths(hb, lengths)], axis=-1), (sf, sb)
+        return structured_layer(x, carry, self.params(), lengths, options)
 
 
 class _Recurrent(nnx.Module):
