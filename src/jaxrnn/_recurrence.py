@@ -64,6 +64,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ._compat import NO_NEGATIVE_INDICES
+
 Array = jax.Array
 tree_map = jax.tree_util.tree_map
 
@@ -111,12 +113,12 @@ class Options(NamedTuple):
 
 def index_time(a: Array, t) -> Array:
     """``a[:, t]`` of a batch-major ``(N, T, ...)`` array, for a traced ``t``."""
-    return jax.lax.dynamic_index_in_dim(a, t, axis=1, keepdims=False, allow_negative_indices=False)
+    return jax.lax.dynamic_index_in_dim(a, t, axis=1, keepdims=False, **NO_NEGATIVE_INDICES)
 
 
 def update_time(a: Array, a_t: Array, t) -> Array:
     """``a.at[:, t].set(a_t)`` for a traced ``t`` (in place inside a loop)."""
-    return jax.lax.dynamic_update_index_in_dim(a, a_t, t, axis=1, allow_negative_indices=False)
+    return jax.lax.dynamic_update_index_in_dim(a, a_t, t, axis=1, **NO_NEGATIVE_INDICES)
 
 
 def loop_time(step: Callable, init: Any, T: int, *, reverse: bool = False) -> Any:
