@@ -198,7 +198,8 @@ def backward_window(
             dbuf_t = _select(m, dbuf_t, tree_map(jnp.zeros_like, dbuf_t))
             dprev = _select(m, dprev, dnext)
         if xi is not None:  # §3: the error from t to t-1 scaled by ξ_t
-            dprev = tree_map(lambda d: d * xi[t], dprev)
+            xi_t = xi[t]
+            dprev = tree_map(lambda d: d * xi_t, dprev)
         if k is not None:  # §3: ... and cut where a chunk starts
             cut = (t % k == 0) & (t > 0)
             dprev = tree_map(lambda d: jnp.where(cut, jnp.zeros_like(d), d), dprev)
@@ -307,8 +308,10 @@ def forward_segments(
     ``ceil(T / k)`` states in all; no per-step buffer outlives its segment.
     """
     N, T = x.shape[:2]
+    k = opts.checkpoint
+    assert k is not None, "forward_segments needs opts.checkpoint"
     out = jax.eval_shape(lambda xs: cell.output(cell.project(params, xs)), x[:, : min(T, 1)])
-    n_seg = -(-T // opts.checkpoint)
+    n_seg = -(-T // k)
     bounds = tree_map(lambda s: jnp.zeros((n_seg, *s.shape), s.dtype), state0)
 
     def run(i, t0, size, carry):
@@ -320,7 +323,7 @@ def forward_segments(
         return state, put_time(h, cell.output(buf), t0), bounds
 
     h = jnp.zeros((N, T, *out.shape[2:]), out.dtype)
-    return loop_segments(T, opts.checkpoint, run, (state0, h, bounds))
+    return loop_segments(T, k, run, (state0, h, bounds))
 
 
 def backward_segments(
@@ -353,6 +356,8 @@ def backward_segments(
         dxs, dp = cell.param_grads(params, xs, state_in, buf, dbuf)  # §5 on this segment
         return dstate, put_time(dx, dxs, t0), tree_map(jnp.add, dparams, dp)
 
+    k = opts.checkpoint
+    assert k is not None, "backward_segments needs opts.checkpoint"
     carry = (dstate, jnp.zeros_like(x), tree_map(jnp.zeros_like, params))
-    dstate0, dx, dparams = loop_segments(x.shape[1], opts.checkpoint, run, carry, reverse=True)
+    dstate0, dx, dparams = loop_segments(x.shape[1], k, run, carry, reverse=True)
     return dx, dstate0, dparams
