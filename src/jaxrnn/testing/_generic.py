@@ -206,7 +206,9 @@ def _expected(reference: Callable, p, s0, x, dys, N: int, T: int) -> tuple:
 
     def pad(a, n_time):  # rows (and steps) repeat the last real one: finite, and dys = 0
         widths = [(0, Np - N)] + [(0, Tp - T)] * n_time + [(0, 0)] * (a.ndim - 1 - n_time)
-        return np.pad(a, widths, mode="edge" if N and T else "constant")  # edge needs a row to repeat
+        return np.pad(
+            a, widths, mode="edge" if N and T else "constant"
+        )  # edge needs a row to repeat
 
     dys_p = jax.tree.map(
         lambda a: np.pad(a, [(0, Np - N), (0, Tp - T)] + [(0, 0)] * (a.ndim - 2), mode="constant"),
