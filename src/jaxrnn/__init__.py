@@ -10,8 +10,6 @@ every cell:
   ``return_state=True`` for the final state, ``jax.grad`` running the hand BPTT.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
 from . import diagnostics as diagnostics
 from . import model as model
 from . import reference as reference
@@ -57,6 +55,7 @@ from ._temporal import temporal_softmax_loss as temporal_softmax_loss
 from ._temporal import word_embedding_backward as word_embedding_backward
 from ._temporal import word_embedding_forward as word_embedding_forward
 from ._truncation import randomized_truncation as randomized_truncation
+from ._version import __version__ as __version__
 
 init_params = init_rnn_params  # the name before 0.2 (see CHANGELOG.md)
 
@@ -70,9 +69,3 @@ def __getattr__(name: str):
 
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-try:
-    __version__ = version("jaxrnn")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"

@@ -78,7 +78,9 @@ KINDS: tuple[CellKind, ...] = (
     ),
 )  # fmt: skip
 CELLS: tuple[str, ...] = tuple(k.name for k in KINDS)
-PARAMS_TYPES: tuple[type, ...] = tuple(k.params for k in KINDS)
+PARAMS_TYPES: tuple[type[_rnn.RNNParams | _lstm.LSTMParams | _gru.GRUParams], ...] = tuple(
+    k.params for k in KINDS
+)
 _BY_TYPE = {k.params: k for k in KINDS}
 _BY_NAME = {k.name: k for k in KINDS}
 

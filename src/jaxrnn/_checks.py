@@ -9,10 +9,14 @@ once per trace under ``jax.jit`` and cost nothing at run time.
 from __future__ import annotations
 
 import math
+from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
+from jax.core import Tracer
+from jax.typing import ArrayLike
 
 Array = jax.Array
 FLOATS = "float16, bfloat16, float32 or float64"  # what the functions accept (README: errors)
@@ -100,12 +104,28 @@ def check_rnn_args(
     return x, h, Wx, Wh, b
 
 
-def check_same_shape(fn: str, name: str, arr: object, ref_name: str, ref: Array) -> Array:
+@runtime_checkable
+class Shaped(Protocol):
+    """Anything with a ``shape`` and a ``dtype``: a jax or numpy array, a ShapeDtypeStruct."""
+
+    @property
+    def shape(self) -> tuple[Any, ...]: ...
+
+    @property
+    def dtype(self) -> Any: ...
+
+
+class _Cache(Protocol):
+    @property
+    def kind(self) -> str: ...
+
+
+def check_same_shape(fn: str, name: str, arr: object, ref_name: str, ref: Shaped) -> Array:
     """Checks ``arr.shape == ref.shape`` and ``arr.dtype == ref.dtype`` (upstream gradients).
 
     Returns ``arr`` as a JAX array.
     """
-    if not hasattr(arr, "shape") or not hasattr(arr, "dtype"):
+    if not isinstance(arr, Shaped):
         raise TypeError(
             f"{fn}: {name} must be an array of shape {tuple(ref.shape)}, got {type(arr).__name__}"
         )
@@ -129,10 +149,10 @@ def check_dh(fn: str, dh: object, x: Array, H: int, ref_name: str = "h") -> Arra
 
 def is_concrete(x: object) -> bool:
     """True when ``x`` holds values (not a tracer), so value checks are possible."""
-    return not isinstance(x, jax.core.Tracer)
+    return not isinstance(x, Tracer)
 
 
-def is_int(value: object) -> bool:
+def is_int(value: object) -> TypeGuard[int | np.integer]:
     """A Python or numpy integer (not a bool)."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
@@ -144,7 +164,7 @@ def check_positive_int(fn: str, name: str, value: object, what: str = "") -> int
     return int(value)
 
 
-def check_float_dtype(fn: str, dtype: object) -> np.dtype:
+def check_float_dtype(fn: str, dtype: npt.DTypeLike) -> np.dtype:
     """Checks an initialiser's dtype: float32 or float64 (float64 needs ``jax_enable_x64``).
 
     The functions run in float16 and bfloat16 too, but an orthogonal initialisation is
@@ -169,7 +189,7 @@ def check_truncation(fn: str, truncation: object) -> int | None:
     return None if truncation is None else int(truncation)
 
 
-def check_checkpoint(fn: str, checkpoint: object, x: object) -> int | None:
+def check_checkpoint(fn: str, checkpoint: object, x: ArrayLike) -> int | None:
     """Checks ``checkpoint``: None, a positive int k, or ``"sqrt"`` (``k = ceil(sqrt(T))``,
     T from ``x: (N, T, ...)``). Returns the segment length k as an int, or None."""
     if checkpoint is None:
@@ -217,7 +237,7 @@ def check_lengths(fn: str, lengths: object, N: int | None, T: int) -> Array:
       ValueError: ``lengths`` is not an integer array of shape ``(N,)`` or a value is
         outside ``[0, T]``.
     """
-    arr = lengths if not is_concrete(lengths) else _lengths_values(fn, lengths)
+    arr = lengths if isinstance(lengths, Tracer) else _lengths_values(fn, lengths)
     if not jnp.issubdtype(arr.dtype, jnp.integer):
         raise ValueError(f"{fn}: lengths must have an integer dtype, got {arr.dtype}")
     if (arr.ndim != 1) if N is None else (tuple(arr.shape) != (N,)):
@@ -233,7 +253,7 @@ def check_lengths(fn: str, lengths: object, N: int | None, T: int) -> Array:
     return jnp.asarray(arr).astype(jnp.int32)
 
 
-def check_lengths_eagerly(fn: str, x: object, lengths: object) -> Array | None:
+def check_lengths_eagerly(fn: str, x: ArrayLike, lengths: Array | None) -> Array | None:
     """Checks ``lengths`` against ``x: (N, T, D)`` (values too) before entering ``jit``."""
     if lengths is None:
         return None
@@ -267,7 +287,7 @@ def check_activation(fn: str, activation: object) -> str:
     return get_activation(activation).name
 
 
-def check_eager(fn: str, x: object, activation: object, lengths, truncation, checkpoint):
+def check_eager(fn: str, x: ArrayLike, activation: object, lengths, truncation, checkpoint):
     """The checks before ``jit`` of a sequence function: what ``jit`` hashes (activation,
     truncation, checkpoint) and what only concrete values show (lengths, strings).
 
@@ -372,7 +392,7 @@ def check_fixed_activation(fn: str, cell: str, takes_activation: bool, activatio
         )
 
 
-def check_cache(fn: str, cell: str, cache: object, cls: type, made_by: str) -> None:
+def check_cache(fn: str, cell: str, cache: object, cls: type[_Cache], made_by: str) -> None:
     """``cache`` is a ``cls`` made by ``{cell}_{made_by}`` (``TypeError`` naming what it is)."""
     if not isinstance(cache, cls):
         raise TypeError(f"{fn}: cache must be a {cls.__name__}, got {type(cache).__name__}")
@@ -418,11 +438,11 @@ def check_ids(fn: str, name: str, ids: Array, bound: int, what: str, where=None)
     """
     if not (is_concrete(ids) and (where is None or is_concrete(where))):
         return
-    ids = np.asarray(ids)
+    values = np.asarray(ids)
     if where is not None:
-        ids = ids[np.asarray(where) != 0]
-    if ids.size:
-        lo, hi = int(ids.min()), int(ids.max())
+        values = values[np.asarray(where) != 0]
+    if values.size:
+        lo, hi = int(values.min()), int(values.max())
         if lo < 0 or hi >= bound:
             raise ValueError(
                 f"{fn}: {name} must lie in [0, {bound}) ({what}), got min {lo}, max {hi}"

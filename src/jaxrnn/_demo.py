@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
+from typing import cast
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +22,7 @@ MIN_SIZE = {"N": 0, "T": 0, "D": 1, "H": 1}
 NAMES = ("dx", "dh0", "dWx", "dWh", "db")
 
 
-def add_arguments(parser: argparse.ArgumentParser, seed_type=int) -> None:
+def add_arguments(parser: argparse.ArgumentParser, seed_type: Callable[[str], int] = int) -> None:
     """The demo's options; ``seed_type`` parses (and range-checks) ``--seed``."""
     parser.add_argument("--N", type=int, default=8, help="batch size (default: 8)")
     parser.add_argument("--T", type=int, default=32, help="sequence length (default: 32)")
@@ -46,12 +48,13 @@ def _errors(base: list, dh_np: np.ndarray, activation: str, dtype) -> list[float
     dh = jnp.asarray(dh_np, dtype)
     _, cache = rnn_forward(*args_, activation=activation)
     hand = rnn_backward(dh, cache)
-    _, vjp = jax.vjp(lambda *a: scan_rnn(*a, activation), *args_)
+    _, vjp = jax.vjp(lambda *a: scan_rnn(*a, activation=activation), *args_)
     auto = vjp(dh)
     _, np_cache = np_rnn_forward(*[np.asarray(a) for a in args_], activation=activation)
     ref = np_rnn_backward(np.asarray(dh), np_cache)
     cvjp = jax.grad(
-        lambda *a: jnp.sum(rnn(*a, activation=activation) * dh), argnums=(0, 1, 2, 3, 4)
+        lambda *a: jnp.sum(cast(jax.Array, rnn(*a, activation=activation)) * dh),  # no return_state
+        argnums=(0, 1, 2, 3, 4),
     )(*args_)
     return [_max_rel_err(hand, o) for o in (auto, ref)] + [_max_rel_err(cvjp, auto)]
 

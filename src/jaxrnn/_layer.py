@@ -98,7 +98,7 @@ def backward_layer(dh: Array, c: LayerCache, dstateT: State | None = None) -> tu
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
-def run_layer(kind_name, act, truncation, checkpoint, x, s, p, lengths, xi):
+def run_layer(kind_name, act, truncation, checkpoint, x, s, p, lengths, xi) -> tuple[Array, Any]:
     """``(h, final state)`` of one layer, differentiated by the hand-derived BPTT.
 
     The one ``custom_vjp`` of the library: :func:`jaxrnn.rnn`, :func:`jaxrnn.lstm`,
@@ -142,9 +142,9 @@ def check_layer_args(fn: str, kind: CellKind, x, parts: tuple, weights, lengths=
     named = dict(zip(kind.params._fields, weights, strict=True))
     layout = "N, D" if step else "N, T, D"
     arrays = check_cell_args(fn, kind.gates, x, states, named, x_layout=layout)
-    x, parts, w = arrays[0], list(arrays[1 : 1 + len(states)]), arrays[1 + len(states) :]
-    parts += [jnp.zeros_like(parts[0])] * (len(kind.state) - len(parts))
-    state = parts[0] if len(kind.state) == 1 else tuple(parts)
+    x, given, w = arrays[0], list(arrays[1 : 1 + len(states)]), arrays[1 + len(states) :]
+    given += [jnp.zeros_like(given[0])] * (len(kind.state) - len(given))
+    state = given[0] if len(kind.state) == 1 else tuple(given)
     if not step:
         lengths, xi = check_sequence_options(fn, x, lengths, xi)
     return x, state, kind.params(*w), lengths, xi

@@ -69,7 +69,8 @@ def _project(p: LSTMParams, x: Array) -> LSTMSlots:
 
 
 def _step(p: LSTMParams, buf_t: LSTMSlots, state):
-    h, c, gates = step_math(buf_t.gates, *state, p.Wh)
+    prev_h, prev_c = state
+    h, c, gates = step_math(buf_t.gates, prev_h, prev_c, p.Wh)
     return (h, c), LSTMSlots(gates, c, h)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -315,7 +315,11 @@ def loss(
 
 @partial(jax.jit, static_argnums=(7, 8, 9))
 def _segmented_loss(params, h0, tokens, targets, w, lengths, xi, acts, truncation, k):
-    loss, hT = segmented_loss(params, h0, tokens, targets, w, lengths, xi, acts, truncation, k)
+    # cast: jax's custom_vjp, applied through functools.partial, loses the return type
+    loss, hT = cast(
+        "tuple[Array, tuple[Array, ...]]",
+        segmented_loss(params, h0, tokens, targets, w, lengths, xi, acts, truncation, k),
+    )
     return loss, tuple(jax.lax.stop_gradient(s) for s in hT)
 
 
@@ -325,7 +329,8 @@ def _sequence_fn(grad: str, acts, lengths, truncation, xi):
 
     def hand(x, s, p, i):
         kind, x, s, p = check_layer("loss", i, x, s, p, acts[i])
-        h, sT = run_layer(kind.name, acts[i], truncation, None, x, s, p, lengths, xi)
+        out = run_layer(kind.name, acts[i], truncation, None, x, s, p, lengths, xi)
+        h, sT = cast("tuple[Array, Any]", out)  # custom_vjp via partial loses the type
         return h, kind.join(sT), None
 
     def autodiff(x, s, p, i):

@@ -64,6 +64,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ._compat import NO_NEGATIVE_INDICES
+
 Array = jax.Array
 tree_map = jax.tree_util.tree_map
 
@@ -111,12 +113,12 @@ class Options(NamedTuple):
 
 def index_time(a: Array, t) -> Array:
     """``a[:, t]`` of a batch-major ``(N, T, ...)`` array, for a traced ``t``."""
-    return jax.lax.dynamic_index_in_dim(a, t, axis=1, keepdims=False, allow_negative_indices=False)
+    return jax.lax.dynamic_index_in_dim(a, t, axis=1, keepdims=False, **NO_NEGATIVE_INDICES)
 
 
 def update_time(a: Array, a_t: Array, t) -> Array:
     """``a.at[:, t].set(a_t)`` for a traced ``t`` (in place inside a loop)."""
-    return jax.lax.dynamic_update_index_in_dim(a, a_t, t, axis=1, allow_negative_indices=False)
+    return jax.lax.dynamic_update_index_in_dim(a, a_t, t, axis=1, **NO_NEGATIVE_INDICES)
 
 
 def loop_time(step: Callable, init: Any, T: int, *, reverse: bool = False) -> Any:
@@ -196,7 +198,8 @@ def backward_window(
             dbuf_t = _select(m, dbuf_t, tree_map(jnp.zeros_like, dbuf_t))
             dprev = _select(m, dprev, dnext)
         if xi is not None:  # §3: the error from t to t-1 scaled by ξ_t
-            dprev = tree_map(lambda d: d * xi[t], dprev)
+            xi_t = xi[t]
+            dprev = tree_map(lambda d: d * xi_t, dprev)
         if k is not None:  # §3: ... and cut where a chunk starts
             cut = (t % k == 0) & (t > 0)
             dprev = tree_map(lambda d: jnp.where(cut, jnp.zeros_like(d), d), dprev)
@@ -305,8 +308,10 @@ def forward_segments(
     ``ceil(T / k)`` states in all; no per-step buffer outlives its segment.
     """
     N, T = x.shape[:2]
+    k = opts.checkpoint
+    assert k is not None, "forward_segments needs opts.checkpoint"
     out = jax.eval_shape(lambda xs: cell.output(cell.project(params, xs)), x[:, : min(T, 1)])
-    n_seg = -(-T // opts.checkpoint)
+    n_seg = -(-T // k)
     bounds = tree_map(lambda s: jnp.zeros((n_seg, *s.shape), s.dtype), state0)
 
     def run(i, t0, size, carry):
@@ -318,7 +323,7 @@ def forward_segments(
         return state, put_time(h, cell.output(buf), t0), bounds
 
     h = jnp.zeros((N, T, *out.shape[2:]), out.dtype)
-    return loop_segments(T, opts.checkpoint, run, (state0, h, bounds))
+    return loop_segments(T, k, run, (state0, h, bounds))
 
 
 def backward_segments(
@@ -351,6 +356,8 @@ def backward_segments(
         dxs, dp = cell.param_grads(params, xs, state_in, buf, dbuf)  # §5 on this segment
         return dstate, put_time(dx, dxs, t0), tree_map(jnp.add, dparams, dp)
 
+    k = opts.checkpoint
+    assert k is not None, "backward_segments needs opts.checkpoint"
     carry = (dstate, jnp.zeros_like(x), tree_map(jnp.zeros_like, params))
-    dstate0, dx, dparams = loop_segments(x.shape[1], opts.checkpoint, run, carry, reverse=True)
+    dstate0, dx, dparams = loop_segments(x.shape[1], k, run, carry, reverse=True)
     return dx, dstate0, dparams

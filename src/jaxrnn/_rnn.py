@@ -41,7 +41,9 @@ def step_backward_math(fprime, h_t: Array, dh_t: Array, Wh_T: Array) -> tuple[Ar
     return da @ Wh_T, da  # §3: W^T δ_t flows to t-1
 
 
-def weight_grads(x: Array, h0: Array, h: Array, da: Array, Wx: Array) -> tuple[Array, ...]:
+def weight_grads(
+    x: Array, h0: Array, h: Array, da: Array, Wx: Array
+) -> tuple[Array, Array, Array, Array]:
     """MATH.md §5 after the recursion, as single matmuls over all N*T rows.
 
     Shared by every cell (the LSTM's and GRU's gates are G blocks of columns of ``da``).

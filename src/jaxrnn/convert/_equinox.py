@@ -20,11 +20,13 @@ Equinox is imported inside the functions only.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
 
 from .. import GRUParams, LSTMParams
 from .._cells import kind_named
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
 _ORDER = {k: kind_named(k).torch_gates for k in ("lstm", "gru")}
 
 
-def _blocks(a: np.ndarray, order: tuple[int, ...] | np.ndarray) -> np.ndarray:
+def _blocks(a: npt.ArrayLike, order: tuple[int, ...] | np.ndarray) -> np.ndarray:
     """``a``'s last axis as len(order) blocks, block j taken from block ``order[j]``."""
     parts = np.split(a, len(order), axis=-1)
     return np.concatenate([parts[i] for i in order], axis=-1)
@@ -61,18 +63,21 @@ def _read_cell(cell: Any, name: str, fn: str) -> dict[str, np.ndarray | None]:
     }
     one_dtype({f: a for f, a in arrays.items() if a is not None}, fn)
     for f in ("weight_ih", "weight_hh"):
-        if arrays[f].ndim != 2:
-            raise ValueError(f"{fn}: {f} must be 2-D (gH, in), got shape {arrays[f].shape}")
-        arrays[f] = arrays[f].T
+        w = arrays[f]
+        if w is None or w.ndim != 2:
+            raise ValueError(
+                f"{fn}: {f} must be 2-D (gH, in), got shape {None if w is None else w.shape}"
+            )
+        arrays[f] = w.T
     return arrays
 
 
-def _refuse(fn: str, what: str, value: np.ndarray, why: str) -> None:
+def _refuse(fn: str, what: str, value: npt.ArrayLike, why: str) -> None:
     if np.any(value != 0):
         raise ValueError(f"{fn}: {what} is non-zero, but {why}")
 
 
-def _build(name: str, arrays: dict[str, np.ndarray], use_bias: bool) -> Any:
+def _build(name: str, arrays: Mapping[str, np.ndarray | jax.Array], use_bias: bool) -> Any:
     """An equinox cell of ``name`` holding ``arrays`` (equinox's layout), built without
     drawing its random initialisation."""
     import equinox as eqx
@@ -120,8 +125,10 @@ def from_eqx_lstm_cell(cell: eqx.nn.LSTMCell) -> LSTMParams:
     """
     fn = "from_eqx_lstm_cell"
     a = _read_cell(cell, "LSTMCell", fn)
-    b = np.zeros_like(a["weight_hh"][0]) if a["bias"] is None else a["bias"]
-    p = LSTMParams(*(_blocks(v, _ORDER["lstm"]) for v in (a["weight_ih"], a["weight_hh"], b)))
+    Wx, Wh = a["weight_ih"], a["weight_hh"]
+    assert Wx is not None and Wh is not None  # _read_cell reads both weights or raises
+    b = np.zeros_like(Wh[0]) if a["bias"] is None else a["bias"]
+    p = LSTMParams(*(_blocks(v, _ORDER["lstm"]) for v in (Wx, Wh, b)))  # pyright: ignore[reportArgumentType]  # numpy arrays in a params NamedTuple
     return LSTMParams(*(jnp.asarray(v) for v in check_layer(p, fn)))
 
 
@@ -163,11 +170,13 @@ def from_eqx_gru_cell(cell: eqx.nn.GRUCell) -> GRUParams:
     """
     fn = "from_eqx_gru_cell"
     a = _read_cell(cell, "GRUCell", fn)
-    zeros = np.zeros_like(a["weight_hh"][0])  # (3H,)
+    Wx, Wh = a["weight_ih"], a["weight_hh"]
+    assert Wx is not None and Wh is not None  # _read_cell reads both weights or raises
+    zeros = np.zeros_like(Wh[0])  # (3H,)
     H = zeros.shape[0] // 3
     bx = zeros if a["bias"] is None else a["bias"]
     if a["bias_n"] is not None and a["bias_n"].shape != (H,):
         raise ValueError(f"{fn}: bias_n must have shape (H,) = ({H},), got {a['bias_n'].shape}")
     bh = zeros if a["bias_n"] is None else np.concatenate([zeros[: 2 * H], a["bias_n"]])
-    p = GRUParams(a["weight_ih"], a["weight_hh"], bx, bh)
+    p = GRUParams(Wx, Wh, bx, bh)  # pyright: ignore[reportArgumentType]  # numpy arrays in a params NamedTuple
     return GRUParams(*(jnp.asarray(v) for v in check_layer(p, fn)))

@@ -10,7 +10,7 @@ The cell is read from the params type going out (:class:`RNNParams`,
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from .. import BiRNNParams, GRUParams, LSTMParams
 from ._flax_cells import (
@@ -99,7 +99,7 @@ def to_flax_rnn(
     single = is_layer(layers, bidirectional)
     stack = as_stack(layers, bidirectional, "to_flax_rnn")
 
-    def module(dirs):
+    def module(dirs) -> dict[str, Any]:
         cells = [{"cell": _cell_to_flax(p, residual)} for p in dirs]
         if len(cells) == 1:
             return cells[0]
@@ -144,6 +144,9 @@ def from_flax_rnn(tree: Mapping[str, Any], *, residual: bool = False) -> Layer |
             f"{fn}: expected 'cell', 'forward_rnn' or 'layers_0', got {sorted(tree)}; "
             f"{fn} reads {_OTHER_FLAVOUR}"
         )
-    layers = tuple(from_flax_rnn(get(tree, f"layers_{k}", fn), residual=residual) for k in range(n))
+    layers = tuple(
+        cast(Layer, from_flax_rnn(get(tree, f"layers_{k}", fn), residual=residual))  # one layer
+        for k in range(n)
+    )
     as_stack(layers, None, fn)  # each layer reads the previous one's output
     return layers

@@ -112,7 +112,7 @@ def _detect(flat: dict[str, Any], fn: str) -> str:
     if {"dense_i", "dense_h"} <= tops:
         if "dense_h/bias" in flat:
             return "OptimizedLSTMCell"
-        shape = np.shape(flat.get("dense_h/kernel"))
+        shape = np.shape(flat.get("dense_h/kernel", ()))
         ratio = shape[1] // shape[0] if len(shape) == 2 and shape[0] else 0
         if ratio in (1, 3):
             return "SimpleCell" if ratio == 1 else "GRUCell"
@@ -264,8 +264,10 @@ def from_nnx_cell(cell: Any, *, residual: bool | None = None) -> Cell:
 def _nnx_arrays(params: Cell, name: str, residual: bool, where: str) -> dict[str, np.ndarray]:
     """The NNX arrays of ``params`` for the cell ``name`` (a GRU's ``bh`` n block must be 0)."""
     if name == "SimpleCell":
+        assert isinstance(params, RNNParams), name  # the name is read from the params' kind
         tree = to_flax_simple_cell(params, residual=residual)
     elif name == "GRUCell":
+        assert isinstance(params, GRUParams), name
         tree = to_flax_gru_cell(params)
         b_hn = np.asarray(tree["hn"]["bias"])
         if np.any(b_hn != 0):
@@ -276,6 +278,7 @@ def _nnx_arrays(params: Cell, name: str, residual: bool, where: str) -> dict[str
                 "or torch instead, or keep bh[2H:] at zero"
             )
     else:
+        assert isinstance(params, LSTMParams), name
         tree = to_flax_lstm_cell(params)
     return _from_linen(name, tree)
 
@@ -331,7 +334,7 @@ def _units(rnn: Any, fn: str) -> tuple[list[tuple[Any, ...]], bool]:
         if not all(isinstance(d, nnx.RNN) for d in dirs):
             got = ", ".join(type(d).__name__ for d in dirs)
             raise TypeError(f"{fn}: an nnx.Bidirectional of two nnx.RNN is expected, got {got}")
-        return [tuple(d.cell for d in dirs)], True
+        return [tuple(d.cell for d in dirs if isinstance(d, nnx.RNN))], True  # all are
     seq = list(rnn.layers) if isinstance(rnn, nnx.Sequential) else rnn
     if isinstance(seq, (Sequence, nnx.List)) and not isinstance(seq, (str, Mapping)) and seq:
         if all(isinstance(m, (nnx.RNN, nnx.Bidirectional)) for m in seq):

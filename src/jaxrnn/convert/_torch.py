@@ -26,6 +26,7 @@ from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
 
 from .. import BiRNNParams, GRUParams
 from ._validate import KINDS, Cell, Layer, as_stack, check_layer, np_array, one_dtype
@@ -34,7 +35,7 @@ _BY_GATES = {k.gates: cls for cls, k in KINDS.items()}  # 1, 4, 3 -> the params 
 _NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
-def torch_gate_order(a: np.ndarray, gates: int) -> np.ndarray:
+def torch_gate_order(a: npt.ArrayLike, gates: int) -> np.ndarray:
     """Reorders the gate blocks along axis 0 between torch's order and jaxrnn's (the
     registry's ``torch_gates``): the LSTM's ``(i, f, g, o) <-> (i, f, o, g)``.
 
@@ -42,8 +43,8 @@ def torch_gate_order(a: np.ndarray, gates: int) -> np.ndarray:
     """
     perm = KINDS[_BY_GATES[gates]].torch_gates
     if perm == tuple(range(gates)):
-        return a
-    blocks = np.split(a, gates, axis=0)
+        return np.asarray(a)
+    blocks = np.split(np.asarray(a), gates, axis=0)
     return np.concatenate([blocks[j] for j in perm], axis=0)
 
 

@@ -8,9 +8,10 @@ Everything is read with numpy: nothing here is staged under ``jit``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar, overload
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -19,6 +20,7 @@ from .._cells import KINDS as _KINDS
 from .._cells import PARAMS_TYPES, CellKind
 
 Cell = RNNParams | LSTMParams | GRUParams
+P = TypeVar("P", bound=Cell)  # one cell's params type, kept by check_layer
 Layer = Cell | BiRNNParams
 
 # The registry's facts by parameter type: the torch module (``.torch``) and the gate
@@ -48,7 +50,7 @@ def np_array(value: Any, where: str) -> np.ndarray:
     return arr
 
 
-def one_dtype(arrays: dict[str, np.ndarray], where: str) -> None:
+def one_dtype(arrays: Mapping[str, np.ndarray | jax.Array], where: str) -> None:
     """Raises TypeError naming the arrays if they do not share one dtype."""
     if len({a.dtype for a in arrays.values()}) > 1:
         got = ", ".join(f"{k} {a.dtype}" for k, a in arrays.items())
@@ -68,6 +70,10 @@ def _expected(p: Cell) -> str:
     return f"Wx (D, {gh}), Wh (H, {gh}), {biases}"
 
 
+@overload
+def check_layer(p: P, where: str, kinds: tuple[type, ...] = CELLS) -> P: ...
+@overload
+def check_layer(p: object, where: str, kinds: tuple[type, ...] = CELLS) -> Cell: ...
 def check_layer(p: Any, where: str, kinds: tuple[type, ...] = CELLS) -> Cell:
     """Checks one direction's shapes and dtype; returns the same NamedTuple of numpy arrays.
 
@@ -87,7 +93,7 @@ def check_layer(p: Any, where: str, kinds: tuple[type, ...] = CELLS) -> Cell:
     if Wh.shape != (H, gH) or Wx.shape[1] != gH or any(b.shape != (gH,) for b in biases):
         shapes = ", ".join(f"{n} {a.shape}" for n, a in zip(p._fields, arrays, strict=True))
         raise ValueError(f"{where}: inconsistent hidden size: {shapes} (expected {_expected(p)})")
-    return type(p)(*arrays)
+    return type(p)(*arrays)  # pyright: ignore[reportArgumentType]  # numpy arrays in a params NamedTuple
 
 
 def is_pair(x: Any) -> bool:

@@ -43,23 +43,23 @@ _DTYPES = tuple(np.dtype(d) for d in (jnp.float16, jnp.bfloat16, jnp.float32, jn
 def _dtype(name: str, dtype: Any) -> np.dtype:
     """``dtype`` checked; None is equinox's default (float64 under ``jax_enable_x64``)."""
     if dtype is None:
-        return np.dtype(jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
+        return np.dtype(jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32)
     try:
         dt = np.dtype(dtype)
     except TypeError:
         dt = None
-    if dt not in _DTYPES:
+    if dt is None or dt not in _DTYPES:
         raise TypeError(
             f"{name}: dtype must be None, float16, bfloat16, float32 or float64, got {dtype!r}"
         )
-    if dt == np.float64 and not jax.config.jax_enable_x64:
+    if dt == np.float64 and not jax.config.read("jax_enable_x64"):
         raise TypeError(f"{name}: dtype float64 needs jax.config.update('jax_enable_x64', True)")
     return dt
 
 
 def _check_key(name: str, key: Any) -> None:
     """A typed ``jax.random.key`` or a legacy ``uint32 (2,)`` ``PRNGKey``."""
-    typed = isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    typed = isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
     legacy = isinstance(key, jax.Array) and key.dtype == jnp.uint32 and key.shape == (2,)
     if not (typed or legacy):
         raise TypeError(
@@ -260,6 +260,8 @@ class GRU(_Recurrent):
     _cell = "gru"
 
 
-RNN.__doc__ += _CALL_DOC.format(state="``h``", params="``jaxrnn.RNNParams``")
-LSTM.__doc__ += _CALL_DOC.format(state="``(h, c)``", params="``jaxrnn.LSTMParams``")
-GRU.__doc__ += _CALL_DOC.format(state="``h``", params="``jaxrnn.GRUParams``")
+RNN.__doc__ = f"{RNN.__doc__}{_CALL_DOC.format(state='``h``', params='``jaxrnn.RNNParams``')}"
+LSTM.__doc__ = (
+    f"{LSTM.__doc__}{_CALL_DOC.format(state='``(h, c)``', params='``jaxrnn.LSTMParams``')}"
+)
+GRU.__doc__ = f"{GRU.__doc__}{_CALL_DOC.format(state='``h``', params='``jaxrnn.GRUParams``')}"

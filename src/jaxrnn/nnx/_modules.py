@@ -17,8 +17,8 @@ GRU, ``(h, c)`` for the LSTM; a ``(fwd, bwd)`` pair per bidirectional layer (as
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, cast
 
 import jax
 import jax.numpy as jnp
@@ -43,7 +43,7 @@ def _check_dtype(fn: str, dtype: Any) -> np.dtype:
         dt = np.dtype(dtype)
     except TypeError:
         dt = None
-    if dt not in _DTYPES:
+    if dt is None or dt not in _DTYPES:
         raise TypeError(f"{fn}: dtype must be float16, bfloat16, float32 or float64, got {dtype!r}")
     return dt
 
@@ -146,14 +146,15 @@ class _Recurrent(nnx.Module):
             want = kind_named(cls.kind).params.__name__
             raise TypeError(f"{fn}: expected {want} layers, got {type(fwd).__name__}")
         L = 1 if single else len(layers)
-        sizes = dict(num_layers=L, bidirectional=isinstance(first, BiRNNParams),
+        sizes: dict[str, Any] = dict(num_layers=L, bidirectional=isinstance(first, BiRNNParams),
                      dtype=jnp.result_type(fwd.Wx))  # fmt: skip
         if cls.kind == "rnn":
             sizes["activation"] = activation
         else:
             check_activation_for(fn, kind_named(cls.kind), activation)
-        shape = nnx.eval_shape(lambda: cls(fwd.Wx.shape[0], fwd.Wh.shape[0], **sizes,
-                                           rngs=nnx.Rngs(0)))  # fmt: skip
+        make = cast("Callable[..., _Recurrent]", cls)  # RNN, LSTM or GRU: not the base's __init__
+        shape = nnx.eval_shape(lambda: make(fwd.Wx.shape[0], fwd.Wh.shape[0], **sizes,
+                                            rngs=nnx.Rngs(0)))  # fmt: skip
         shape.load_params(layers)
         return shape
 

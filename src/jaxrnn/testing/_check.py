@@ -174,9 +174,10 @@ def _diagnose(u: _User, f: Failure) -> list[str]:
 
 def _lengths_notes(f: Failure, ex: _oracle.Example) -> list[str]:
     lengths = ex.lengths
+    assert lengths is not None, "called for a check with lengths only"
     notes = [f"lengths: {lengths.tolist()}"]
     dh0, want = f.got.get("dh0"), f.want.get("dh0")
-    if dh0 is not None and dh0.shape == want.shape:
+    if dh0 is not None and want is not None and dh0.shape == want.shape:
         wrong = np.abs(dh0 - want).max(axis=1) > 1e-8 * scale_of(want)
         if wrong.any() and np.all(lengths[wrong] == 0):
             notes.append("dh0 is wrong only in rows of length 0 (there dh0 must be 0)")

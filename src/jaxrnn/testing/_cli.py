@@ -40,7 +40,7 @@ def load(spec: str) -> Callable[..., Any]:
         if module_name.endswith(".py"):
             path = Path(module_name)
             mod_spec = importlib.util.spec_from_file_location(path.stem, path)
-            if mod_spec is None or not path.is_file():
+            if mod_spec is None or mod_spec.loader is None or not path.is_file():
                 raise ImportError(f"no file {module_name}")
             module = importlib.util.module_from_spec(mod_spec)
             mod_spec.loader.exec_module(module)

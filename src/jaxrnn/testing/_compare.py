@@ -35,6 +35,7 @@ class Failure(Exception):
         self.what, self.shape, self.seed, self.rows = what, tuple(shape), seed, tuple(rows)
         self.got, self.want = dict(got or {}), dict(want or {})
         self.notes: list[str] = []
+        self.problem: Any = None  # the failing example, set by the driver that catches it
 
 
 def to_float_array(value: Any) -> np.ndarray:
@@ -145,5 +146,5 @@ def x64() -> contextlib.AbstractContextManager:
     """A context in which JAX computes in float64 (``jax.enable_x64``, or its old home)."""
     enable = getattr(jax, "enable_x64", None)
     if enable is None:  # jax < 0.7
-        from jax.experimental import enable_x64 as enable
+        from jax.experimental import enable_x64 as enable  # pyright: ignore[reportAttributeAccessIssue]
     return enable(True)

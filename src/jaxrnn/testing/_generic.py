@@ -203,15 +203,16 @@ def _problem(c: _Setup, s: Shape2, seed: int) -> tuple:
 def _expected(reference: Callable, p, s0, x, dys, N: int, T: int) -> tuple:
     """``(ys, dx, dstate0, dparams)`` of the reference, run padded to at least (4, 64)."""
     Np, Tp = (max(f, 1 << max(n - 1, 0).bit_length()) for n, f in zip((N, T), _FLOORS, strict=True))
-    edge = {"mode": "edge"} if N and T else {}
 
     def pad(a, n_time):  # rows (and steps) repeat the last real one: finite, and dys = 0
         widths = [(0, Np - N)] + [(0, Tp - T)] * n_time + [(0, 0)] * (a.ndim - 1 - n_time)
-        return np.pad(a, widths, **edge)
+        return np.pad(
+            a, widths, mode="edge" if N and T else "constant"
+        )  # edge needs a row to repeat
 
-    zero = {"mode": "constant"}
     dys_p = jax.tree.map(
-        lambda a: np.pad(a, [(0, Np - N), (0, Tp - T)] + [(0, 0)] * (a.ndim - 2), **zero), dys
+        lambda a: np.pad(a, [(0, Np - N), (0, Tp - T)] + [(0, 0)] * (a.ndim - 2), mode="constant"),
+        dys,
     )
     ys, dx, ds0, dp = reference(p, jax.tree.map(lambda a: pad(a, 0), s0), pad(x, 1), dys_p)
     ys = jax.tree.map(lambda a: np.asarray(a)[:N, :T], ys)

@@ -32,7 +32,9 @@ _F = {
 }
 
 
-def locate(name: str, got: np.ndarray, want: np.ndarray, tol: float) -> tuple[int, str] | None:
+def locate(
+    name: str, got: np.ndarray | None, want: np.ndarray, tol: float
+) -> tuple[int, str] | None:
     """``(number of right steps at the end, a sentence)`` for a per-step gradient, or None.
 
     ``got`` and ``want`` are ``(N, T, ...)``; the error of step t is
@@ -81,7 +83,7 @@ def model_bptt(p: Problem, **bug) -> dict[str, np.ndarray]:
         dh[:, -1] = 0
     if bug.get("dh_shift"):
         dh = _shift(dh, bug["dh_shift"])
-    fp = {"a": df(a), "prev": df(hp)}.get(bug.get("fprime"), df(h))
+    fp = {"a": df(a), "prev": df(hp)}.get(bug.get("fprime", ""), df(h))
     W = Wh if bug.get("untransposed") else Wh.T
     if bug.get("window"):
         da, dh0 = _windowed(dh, fp, W, h0, bug["window"])

@@ -107,7 +107,8 @@ def _settings(max_examples: int, derandomize: bool) -> settings:
         database=None,
         derandomize=derandomize,
         phases=(Phase.explicit, Phase.generate, Phase.shrink),
-        suppress_health_check=list(HealthCheck),
+        # hypothesis' HealthCheckMeta.__iter__ is typed as yielding the metaclass
+        suppress_health_check=list(HealthCheck),  # pyright: ignore[reportArgumentType]
         report_multiple_bugs=False,
         print_blob=False,
         verbosity=Verbosity.quiet,

@@ -230,7 +230,8 @@ def params(draw, D: int, H: int, dtype=np.float64, scale: float = 1.0) -> RNNPar
     seed = draw(seeds)
     Wx = _normal(seed, (D, H), scale / np.sqrt(D), dtype)
     Wh = _normal(seed + 1, (H, H), scale / np.sqrt(H), dtype)
-    return RNNParams(Wx, Wh, _normal(seed + 2, (H,), 0.1, dtype))
+    b = _normal(seed + 2, (H,), 0.1, dtype)
+    return RNNParams(Wx, Wh, b)  # pyright: ignore[reportArgumentType]  # numpy arrays in a params NamedTuple
 
 
 @st.composite

@@ -89,7 +89,8 @@ def save_checkpoint(path: str | os.PathLike, state: TrainState) -> None:
         arrays[name] = np.asarray(getattr(state, name), np.int64)
     arrays["key"] = np.asarray(state.key)
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    # numpy's stub lets **arrays bind savez's allow_pickle; the keys are "name/0000" paths
+    np.savez(buf, **arrays)  # pyright: ignore[reportArgumentType]
     write_atomic(path, buf.getvalue())
 
 

@@ -131,6 +131,12 @@ class _Run(NamedTuple):
     log: out.MetricsLog | None = None
 
 
+def _log(run: _Run) -> out.MetricsLog:
+    """The run's metrics log (set by :func:`train` before the first step)."""
+    assert run.log is not None, "the metrics log is opened before the first step"
+    return run.log
+
+
 class _Clock:
     """Elapsed time and throughput (tokens/s), timed from the end of the first (compiling) step."""
 
@@ -194,7 +200,7 @@ def train(config: TrainConfig, *, progress: bool | None = None) -> TrainResult:
         if stop:  # Ctrl-C while loading: nothing is written yet
             raise KeyboardInterrupt
         run = run._replace(log=_write_run_dir(run, corpus, done))
-        stack.callback(run.log.close)
+        stack.callback(_log(run).close)
         if done < 0:
             _write_sample(run, ts, math.nan)
         show = (not config.quiet and sys.stderr.isatty()) if progress is None else progress
@@ -213,7 +219,7 @@ def train(config: TrainConfig, *, progress: bool | None = None) -> TrainResult:
         return TrainResult(
             jax.device_get(ts.params),
             run.vocab,
-            run.log.columns(),
+            _log(run).columns(),
             config,
             run.run_dir,
             ts.step,
@@ -270,8 +276,8 @@ def _setup(config: TrainConfig, corpus: Corpus) -> tuple[_Run, TrainState, int]:
     Returns ``(run, state, done)``: ``done`` is the checkpoint's step, -1 without one.
     """
     run_dir = Path(config.out) if config.out is not None else None
-    resumed = config.resume and (run_dir / CHECKPOINT).exists()
-    vocab = rd.read_vocab(run_dir) if resumed else Vocab.from_text(corpus.text)
+    resumed = config.resume and run_dir is not None and (run_dir / CHECKPOINT).exists()
+    vocab = rd.read_vocab(run_dir) if resumed and run_dir else Vocab.from_text(corpus.text)
     train_ids, val_ids = split(vocab.encode(corpus.text), config.batch, config.seq_len)
     repl, data_sh = shardings(config.batch)
     val = put(val_chunks(val_ids, config.batch, config.seq_len, config.val_chars), data_sh)
@@ -284,7 +290,7 @@ def _setup(config: TrainConfig, corpus: Corpus) -> tuple[_Run, TrainState, int]:
     )
     zeros = model.init_state(params, config.batch)
     ts = TrainState(params, opt.init(params), zeros, 0, 0, 0, k_sample)
-    if resumed:
+    if resumed and run_dir:
         ts = load_checkpoint(run_dir / CHECKPOINT, ts)
     unigram = unigram_entropy(train_ids, vocab.size)
     sizes = {
@@ -346,7 +352,7 @@ def _loop(run: _Run, ts: TrainState, stop: list, bar) -> tuple[TrainState, _Cloc
             elapsed, v = clock.tick(step, last), math.nan
             if step % cfg.eval_every == 0 or last:
                 v = val_bpc = evaluate(ts.params, run.val, run.zeros)
-            run.log.append(
+            _log(run).append(
                 {
                     "step": step,
                     "train_loss": loss,
@@ -380,15 +386,15 @@ def _final_val_bpc(run: _Run, ts: TrainState) -> float:
     loss.png rewritten), so that the number reported is the one on the disk.
     Without a row (no step ever ran) it is evaluated and recorded nowhere.
     """
-    rows = run.log.rows
+    rows = _log(run).rows
     last = rows[-1] if rows and rows[-1]["step"] == ts.step else None
     if last is not None and not math.isnan(last["val_bpc"]):
         return last["val_bpc"]
     val_bpc = evaluate(ts.params, run.val, run.zeros)
     if last is not None:
-        run.log.set_last_val_bpc(val_bpc)
+        _log(run).set_last_val_bpc(val_bpc)
         if run.run_dir is not None:
-            out.plot_metrics(run.run_dir / rd.PLOT, run.log.columns(), run.unigram)
+            out.plot_metrics(run.run_dir / rd.PLOT, _log(run).columns(), run.unigram)
     return val_bpc
 
 
@@ -433,6 +439,6 @@ def _write_sample(run: _Run, ts: TrainState, val_bpc: float) -> None:
 def _checkpoint(run: _Run, ts: TrainState) -> None:
     """Saves ``ts``, after the metrics and samples up to its step are on the disk."""
     if run.run_dir is not None:
-        run.log.sync()
+        _log(run).sync()
         save_checkpoint(run.run_dir / CHECKPOINT, ts)
-        out.plot_metrics(run.run_dir / rd.PLOT, run.log.columns(), run.unigram)
+        out.plot_metrics(run.run_dir / rd.PLOT, _log(run).columns(), run.unigram)

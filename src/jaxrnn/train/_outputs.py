@@ -12,6 +12,7 @@ import math
 import os
 import re
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -77,18 +78,18 @@ class MetricsLog:
     def __init__(self, path: str | os.PathLike | None, *, resume_at: int = -1):
         self.path = Path(path) if path is not None else None
         self.rows: list[dict] = []
-        self._f = None
+        self._f: TextIO | None = None
         if self.path is None:
             return
         kept = _rows_through(self.path, resume_at)
         self.rows = [row for row, _ in kept]
-        self._rewrite([ln for _, ln in kept])
+        self._rewrite(self.path, [ln for _, ln in kept])
 
     def append(self, row: dict) -> None:
         """Adds one row (and writes it to the CSV)."""
         self.rows.append(row)
-        if self._f is not None:
-            self._write(_line(row) + "\n")
+        if self._f is not None and self.path is not None:
+            self._write(self._f, self.path, _line(row) + "\n")
 
     def set_last_val_bpc(self, val_bpc: float) -> None:
         """Sets the last row's ``val_bpc`` (an evaluation made after the row was written).
@@ -97,27 +98,28 @@ class MetricsLog:
         reopened for appending.
         """
         self.rows[-1] = {**self.rows[-1], "val_bpc": val_bpc}
-        if self._f is not None:
+        if self._f is not None and self.path is not None:  # a file is open only with a path
             self.close()
-            self._rewrite([_line(r) for r in self.rows])
+            self._rewrite(self.path, [_line(r) for r in self.rows])
 
-    def _rewrite(self, lines: list[str]) -> None:
+    def _rewrite(self, path: Path, lines: list[str]) -> None:
         """Replaces the CSV by the header and ``lines`` (atomically); opens it for appending."""
-        write_atomic(self.path, "".join(ln + "\n" for ln in [HEADER, *lines]).encode())
+        write_atomic(path, "".join(ln + "\n" for ln in [HEADER, *lines]).encode())
         try:
-            self._f = open(self.path, "a", newline="")  # closed in close()
+            self._f = open(path, "a", newline="")  # closed in close()
         except OSError as e:
-            raise os_error(self.path, e) from e
+            raise os_error(path, e) from e
 
-    def _write(self, text: str) -> None:
+    @staticmethod
+    def _write(f: TextIO, path: Path, text: str) -> None:
         try:
-            self._f.write(text)
+            f.write(text)
         except OSError as e:
-            raise os_error(self.path, e) from e
+            raise os_error(path, e) from e
 
     def sync(self) -> None:
         """Flushes the CSV to the disk (before a checkpoint: its rows come first)."""
-        if self._f is not None:
+        if self._f is not None and self.path is not None:
             try:
                 self._f.flush()
                 _checkpoint._fsync(self._f.fileno())
@@ -126,7 +128,7 @@ class MetricsLog:
 
     def close(self) -> None:
         """Closes the CSV file (what the OS accepted stays: a failed flush is not retried)."""
-        if self._f is not None:
+        if self._f is not None and self.path is not None:
             f, self._f = self._f, None
             try:
                 f.close()
