@@ -37,6 +37,7 @@ from ._layer import forward_layer, run_layer
 from ._lengths import mask as length_mask
 from ._scan import scan_layer
 from ._segmented import segmented_loss, segmented_loss_and_grads
+from ._sharding import align
 from ._stack import (
     BiRNNParams,
     check_hidden_sizes,
@@ -340,6 +341,7 @@ def _sequence_fn(grad: str, acts, lengths, truncation, xi):
 @partial(jax.jit, static_argnums=(7, 8, 9))
 def _loss(params, tokens, targets, h0, w, lengths, xi, acts, truncation, grad):
     run = _sequence_fn(grad, acts, lengths, truncation, xi)
+    h0 = align(tokens, tuple(h0))[1]  # sharded tokens: the states along their batch axis
     h, hT, _ = walk(params.embed[tokens], h0, params.layers, run, lengths)  # §1, §4
     N, T, Hs = h.shape
     K = params.V.shape[1]

@@ -23,6 +23,7 @@ from ._checks import (
     is_concrete,
     loss_weights,
 )
+from ._sharding import contract
 
 Array = jax.Array
 
@@ -183,7 +184,7 @@ def temporal_affine_backward(dscores: Array, cache: AffineCache) -> tuple[Array,
     check_same_shape("temporal_affine_backward", "dscores", dscores, "the scores", expected)
     ds = dscores.reshape(N * T, K)
     dh = (ds @ V.T).reshape(N, T, H)  # §6: dh_t = dscores_t V^T
-    dV = h.reshape(N * T, H).T @ ds  # §6: dV = Σ_t h_t^T dscores_t
+    dV = contract(h.reshape(N * T, H).T, ds, V)  # §6: dV = Σ_t h_t^T dscores_t
     dc = ds.sum(axis=0)  # §6: dc = Σ dscores
     return dh, dV, dc
 
