@@ -35,8 +35,11 @@ import jaxrnn
 from jaxrnn import model
 
 FLAG = "--xla_force_host_platform_device_count=2"
+# XLA's CPU backend without its LLVM optimisations: the same values, half the compile
+# time, which is what this file's time is made of (about 70 programs)
+FAST_COMPILE = "--xla_backend_optimization_level=0"
 MODES = ("shard_map-auto", "shard_map-explicit", "jit-explicit")
-N, T, D, H, V = 4, 5, 3, 4, 6  # N rows in 2 shards; V: the model's vocabulary
+N, T, D, H, V = 4, 4, 3, 4, 6  # N rows in 2 shards; V: the model's vocabulary
 
 
 class Case(NamedTuple):
@@ -55,12 +58,12 @@ class Case(NamedTuple):
 STRUCTURED = {"rnn": jaxrnn.rnn, "lstm": jaxrnn.lstm, "gru": jaxrnn.gru}
 INIT = {"rnn": jaxrnn.init_rnn_params, "lstm": jaxrnn.init_lstm_params,
         "gru": jaxrnn.init_gru_params}  # fmt: skip
-VARIANTS = {  # the structured form's options, several per case
-    "plain": {},
-    "lengths-state": {"lengths": True, "return_state": True},
-    "truncation-xi": {"truncation": 2, "carry_weights": True},
+VARIANTS = {  # the structured form's options, several per case (compiles are the cost)
+    "lengths-truncation-xi-state": {
+        "lengths": True, "truncation": 2, "carry_weights": True, "return_state": True,
+    },
     "checkpoint-lengths-state": {"checkpoint": 2, "lengths": True, "return_state": True},
-}
+}  # fmt: skip
 
 
 def _data(key: int = 0) -> dict:
@@ -69,7 +72,7 @@ def _data(key: int = 0) -> dict:
     return {
         "x": normal(0, (N, T, D)), "h0": normal(1, (N, H)), "c0": normal(2, (N, H)),
         "r": normal(3, (N, T, H)), "rs": normal(4, (N, H)),
-        "lengths": jnp.array([5, 2, 0, 4], jnp.int32), "xi": 0.5 + jax.random.uniform(k[5], (T,)),
+        "lengths": jnp.array([4, 2, 0, 3], jnp.int32), "xi": 0.5 + jax.random.uniform(k[5], (T,)),
         "tokens": jax.random.randint(k[6], (N, T), 0, V), "targets": jax.random.randint(k[7], (N, T), 0, V),
     }  # fmt: skip
 
@@ -108,16 +111,15 @@ CLASSIC = {
 }
 
 
-def classic_case(cell: str, variant: str) -> Case:
-    """``rnn_forward``/``rnn_backward`` (and the LSTM's, GRU's) with lengths or
-    checkpoint: ``h`` and the hand BPTT's gradients (per-shard weight sums, psummed)."""
+def classic_case(cell: str, options: dict) -> Case:
+    """``rnn_forward``/``rnn_backward`` (and the LSTM's, GRU's) with lengths and
+    ``options``: ``h`` and the hand BPTT's gradients (per-shard weight sums, psummed)."""
     d = _data()
     p = INIT[cell](jax.random.key(1), D, H, jnp.float64)
     forward, backward = CLASSIC[cell]
-    ck = 2 if variant == "checkpoint" else None
 
     def fn(x, h0, p, lengths, dh):
-        h, cache = forward(x, h0, *p, lengths=lengths, checkpoint=ck)
+        h, cache = forward(x, h0, *p, lengths=lengths, **options)
         dx, dh0, *dp = backward(dh, cache)
         return {"h": h, "dx": dx, "dh0": dh0, "dparams": tuple(dp)}
 
@@ -126,38 +128,43 @@ def classic_case(cell: str, variant: str) -> Case:
     return Case(fn, args, (True, True, False, True, True), combine)
 
 
-def step_case(cell: str) -> Case:
-    """``lstm_step_forward``/``lstm_step_backward`` (and the RNN's, GRU's) on one step."""
+def steps_case() -> Case:
+    """``rnn_step_forward``/``rnn_step_backward``, the LSTM's and the GRU's, on one step:
+    the next states and the hand gradients (per-shard weight sums, psummed)."""
     d = _data()
-    p = INIT[cell](jax.random.key(1), D, H, jnp.float64)
-    forward = getattr(jaxrnn, f"{cell}_step_forward")
-    backward = getattr(jaxrnn, f"{cell}_step_backward")
-    prev = (d["h0"], d["c0"]) if cell == "lstm" else (d["h0"],)
+    ps = {c: INIT[c](jax.random.key(1), D, H, jnp.float64) for c in STRUCTURED}
+    prev = (d["h0"], d["c0"])  # the LSTM's (prev_h, prev_c); the RNN, GRU take prev_h
 
-    def fn(x, prev, p, dnext):
-        *nxt, cache = forward(x, *prev, *p)
-        dx, *rest = backward(*dnext[: len(prev)], cache)
+    def step(cell, x, prev, p, dnext):
+        prev, dnext = (prev, dnext) if cell == "lstm" else (prev[:1], dnext[:1])
+        *nxt, cache = getattr(jaxrnn, f"{cell}_step_forward")(x, *prev, *p)
+        dx, *rest = getattr(jaxrnn, f"{cell}_step_backward")(*dnext, cache)
         return {"next": tuple(nxt), "dx": dx, "dprev": tuple(rest[: len(prev)]),
                 "dparams": tuple(rest[len(prev) :])}  # fmt: skip
 
+    def fn(x, prev, ps, dnext):
+        out = {c: step(c, x, prev, ps[c], dnext) for c in STRUCTURED}
+        return {k: {c: out[c][k] for c in out} for k in ("next", "dx", "dprev", "dparams")}
+
     combine = {"next": "batch", "dx": "batch", "dprev": "batch", "dparams": "psum"}
-    args = (d["x"][:, 0], prev, p, (d["rs"], d["h0"]))
+    args = (d["x"][:, 0], prev, ps, (d["rs"], d["h0"]))
     return Case(fn, args, (True, True, False, True), combine)
 
 
 def stack_case(cell: str, bidirectional: bool) -> Case:
     """``stack_forward``/``stack_backward``: two layers, the top output, final states and
-    the hand gradients (with lengths when bidirectional)."""
+    the hand gradients (bidirectional with lengths, or with truncation)."""
     d = _data()
     layers = jaxrnn.init_stack(jax.random.key(2), D, (H, 3), bidirectional=bidirectional,
                                dtype=jnp.float64, cell=cell)  # fmt: skip
     lengths = d["lengths"] if bidirectional else None
+    truncation = None if bidirectional else 2
     widths = [(2 if cell == "lstm" else 1) * (2 if bidirectional else 1) * h for h in (H, 3)]
     h0 = tuple(jnp.full((N, w), 0.1, jnp.float64) for w in widths)  # (N, S_l)
     dh = jax.random.normal(jax.random.key(3), (N, T, 6 if bidirectional else 3), jnp.float64)
 
     def fn(x, h0, layers, lengths, dh):
-        h, hT, cache = jaxrnn.stack_forward(x, h0, layers, lengths=lengths)
+        h, hT, cache = jaxrnn.stack_forward(x, h0, layers, lengths=lengths, truncation=truncation)
         dx, dh0, dlayers = jaxrnn.stack_backward(dh, cache)
         return {"h": h, "hT": hT, "dx": dx, "dh0": dh0, "dlayers": dlayers}
 
@@ -165,10 +172,17 @@ def stack_case(cell: str, bidirectional: bool) -> Case:
     return Case(fn, (d["x"], h0, layers, lengths, dh), (True, True, False, True, True), combine)
 
 
-MODEL_VARIANTS = {  # cell, bidirectional, grad path, keyword options
-    "rnn-truncation-lengths": ("rnn", False, {"truncation": 2, "lengths": True}),
-    "lstm-checkpoint": ("lstm", False, {"checkpoint": 2}),
+MODEL_VARIANTS = {  # cell, bidirectional, keyword options; one layer (the stack has two)
+    "lstm-lengths-truncation": ("lstm", False, {"truncation": 2, "lengths": True}),
+    "rnn-checkpoint-lengths": ("rnn", False, {"checkpoint": 2, "lengths": True}),
     "gru-bidirectional-lengths": ("gru", True, {"lengths": True}),
+    "lstm-checkpoint": ("lstm", False, {"checkpoint": 2}),
+    "rnn-lengths-truncation": ("rnn", False, {"truncation": 2, "lengths": True}),
+}
+MODEL_CASES = {  # how (loss_and_grads, or model.loss's grad path) -> variants
+    "loss_and_grads": ("lstm-lengths-truncation", "rnn-checkpoint-lengths"),
+    "hand": ("gru-bidirectional-lengths", "lstm-checkpoint"),
+    "autodiff": ("rnn-lengths-truncation",),
 }
 
 
@@ -178,7 +192,7 @@ def model_case(how: str, variant: str) -> Case:
     d = _data()
     cell, bi, opts = MODEL_VARIANTS[variant]
     opts = dict(opts)
-    params = model.init(jax.random.key(4), V, (H, 3), embed_size=D, bidirectional=bi,
+    params = model.init(jax.random.key(4), V, (H,), embed_size=D, bidirectional=bi,
                         dtype=jnp.float64, cell=cell)  # fmt: skip
     lengths = d["lengths"] if opts.pop("lengths", False) else None
 
@@ -197,22 +211,23 @@ def model_case(how: str, variant: str) -> Case:
     return Case(fn, args, (False, True, True, True), combine)
 
 
+CLASSIC_OPTIONS = {"rnn": {"checkpoint": 2}, "lstm": {"truncation": 2}, "gru": {}}
+
+
 def _cases() -> dict[str, Callable[[], Case]]:
     cases = {}
     for cell in STRUCTURED:
         for variant in VARIANTS:
             cases[f"{cell}-{variant}"] = lambda c=cell, v=variant: structured_case(c, v)
-        for variant in ("lengths", "checkpoint"):
-            cases[f"{cell}_forward-{variant}"] = lambda c=cell, v=variant: classic_case(c, v)
-        cases[f"{cell}_step"] = lambda c=cell: step_case(c)
-    cases["stack-lstm"] = lambda: stack_case("lstm", False)
+        name = "-".join((f"{cell}_forward", "lengths", *CLASSIC_OPTIONS[cell]))
+        cases[name] = lambda c=cell: classic_case(c, CLASSIC_OPTIONS[c])
+    cases["steps"] = steps_case
+    cases["stack-lstm-truncation"] = lambda: stack_case("lstm", False)
     cases["stack-gru-bidirectional-lengths"] = lambda: stack_case("gru", True)
-    for how in ("loss_and_grads", "hand", "autodiff"):
-        for variant, (_, _, opts) in MODEL_VARIANTS.items():
-            if how == "autodiff" and "checkpoint" in opts:
-                continue  # checkpoint needs grad="hand"
-            name = "model.loss_and_grads" if how == "loss_and_grads" else f"model.loss-{how}"
-            cases[f"{name}-{variant}"] = lambda h=how, v=variant: model_case(h, v)
+    for how, variants in MODEL_CASES.items():
+        name = "model.loss_and_grads" if how == "loss_and_grads" else f"model.loss-{how}"
+        for v in variants:
+            cases[f"{name}-{v}"] = lambda h=how, v=v: model_case(h, v)
     return cases
 
 
@@ -302,6 +317,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if FLAG not in os.environ.get("XLA_FLAGS", ""):  # read when jax's backend starts
-        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FLAG}".strip()
+    flags = os.environ.get("XLA_FLAGS", "")  # read when jax's backend starts
+    os.environ["XLA_FLAGS"] = " ".join(
+        [flags, *(f for f in (FLAG, FAST_COMPILE) if f not in flags)]
+    )
     main()

@@ -96,17 +96,44 @@ def zeros(like: Array, shape: tuple[int, ...], dtype: Any = None) -> Array:
     return jnp.zeros_like(like, dtype, shape, out_sharding=_with_spec(sharding, spec))
 
 
+def _layout(like: Array, *operands: Array) -> Any:
+    """``like``'s spec (replicated if it carries none) on the mesh of the first explicitly
+    sharded operand, or None when no operand is explicitly sharded."""
+    operand = next(filter(None, map(explicit_sharding, operands)), None)
+    if operand is None:
+        return None
+    own = explicit_sharding(like)
+    spec = tuple(own.spec) if own is not None else ()
+    return _with_spec(operand, spec + (None,) * (like.ndim - len(spec)))
+
+
 def contract(a: Array, b: Array, like: Array) -> Array:
     """``a @ b`` laid out as ``like`` (the weight whose gradient it is; replicated if
     ``like`` carries no sharding) when ``a`` or ``b`` is explicitly sharded: their sum
     over a batch-sharded axis is otherwise ambiguous to JAX."""
-    operand = explicit_sharding(a) or explicit_sharding(b)
-    if operand is None:
+    sharding = _layout(like, a, b)
+    if sharding is None:
         return a @ b
-    own = explicit_sharding(like)
-    spec = tuple(own.spec) if own is not None else ()
-    spec += (None,) * (like.ndim - len(spec))
-    return jnp.matmul(a, b, out_sharding=_with_spec(operand, spec))
+    return jnp.matmul(a, b, out_sharding=sharding)
+
+
+def add_rows(table: Array, ids: Array, rows: Array) -> Array:
+    """``table.at[ids].add(rows)`` (an embedding's gradient, MATH.md §6's scatter-add) laid
+    out as ``table`` when ``ids`` or ``rows`` are explicitly sharded."""
+    sharding = _layout(table, ids, rows)
+    if sharding is None:
+        return table.at[ids].add(rows)
+    return table.at[ids].add(rows, out_sharding=sharding)
+
+
+def take_rows(table: Array, ids: Array) -> Array:
+    """``table[ids]`` (an embedding lookup, ``(V, E)`` by ``(N, T)`` -> ``(N, T, E)``) laid
+    out along ``ids``' explicit sharding, which JAX will not guess for a replicated table."""
+    sharding = explicit_sharding(ids)
+    if sharding is None:
+        return table[ids]
+    spec = tuple(sharding.spec) + (None,) * (ids.ndim - len(sharding.spec) + table.ndim - 1)
+    return table.at[ids].get(out_sharding=_with_spec(sharding, spec))
 
 
 def batch_like(state: Any, x: Array) -> Any:

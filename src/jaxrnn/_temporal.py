@@ -23,7 +23,7 @@ from ._checks import (
     is_concrete,
     loss_weights,
 )
-from ._sharding import contract
+from ._sharding import add_rows, contract, take_rows
 
 Array = jax.Array
 
@@ -104,7 +104,7 @@ def _embedding_args(fn: str, tokens: object, W_embed: object) -> tuple[Array, Ar
 
 @jax.jit
 def word_embedding_forward_unchecked(tokens: Array, W_embed: Array) -> tuple[Array, EmbedCache]:
-    return W_embed[tokens], EmbedCache(tokens, W_embed.shape[0])  # (N, T, E)
+    return take_rows(W_embed, tokens), EmbedCache(tokens, W_embed.shape[0])  # (N, T, E)
 
 
 @jax.jit
@@ -130,7 +130,7 @@ def word_embedding_backward(dout: Array, cache: EmbedCache) -> Array:
         )
     E = dout.shape[-1]
     dW = jnp.zeros((cache.vocab_size, E), dout.dtype)
-    return dW.at[cache.tokens.reshape(N * T)].add(dout.reshape(N * T, E))  # scatter-add
+    return add_rows(dW, cache.tokens.reshape(N * T), dout.reshape(N * T, E))  # scatter-add
 
 
 @jax.jit
