@@ -251,7 +251,8 @@ def backward(
     later segment of the whole model, §8); zeros when None.
     """
     dstate = zeros_state(state0) if dstate is None else dstate
-    x, (state0, dstate, dh), (params, saved), opts = align(x, (state0, dstate, dh), (params, saved), opts)
+    states = (state0, dstate, dh)  # leaves (N, ...): laid out along x's batch axis
+    x, (state0, dstate, dh), (params, saved), opts = align(x, states, (params, saved), opts)
     if opts.checkpoint is not None:
         return backward_segments(cell, params, x, state0, saved, dh, opts, dstate)
     bparams = cell.backward_params(params)
