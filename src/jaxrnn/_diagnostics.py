@@ -233,4 +233,4 @@ def truncated_gradients(
     _, da_tm = scan_time(
         step, pending0, (dh.swapaxes(0, 1), fprime.swapaxes(0, 1)), reverse=True
     )  # (T, N, H)
-    return weight_grads(x, h0, h, da_tm.swapaxes(0, 1), Wx)  # §5 with δ^{trunc}
+    return weight_grads(x, h0, h, da_tm.swapaxes(0, 1), Wx, Wh)  # §5 with δ^{trunc}

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from . import _recurrence as rec
 from ._rnn import init_weights, project
+from ._sharding import contract, zeros
 
 Array = jax.Array
 
@@ -63,8 +64,8 @@ def step_backward_math(Wh_T, gates, hn, h_prev, dh):
 
 def _project(p: GRUParams, x: Array) -> GRUSlots:
     xw = project(p.Wx, p.bx, x)  # §10: x_t Wx + bx, (N, T, 3H)
-    zeros = jnp.zeros((*x.shape[:2], p.Wh.shape[0]), xw.dtype)
-    return GRUSlots(xw, zeros, zeros)
+    z = zeros(xw, (*x.shape[:2], p.Wh.shape[0]))  # (N, T, H), typed like xw
+    return GRUSlots(xw, z, z)
 
 
 def _step(p: GRUParams, buf_t: GRUSlots, h_prev):
@@ -86,14 +87,14 @@ def _param_grads(p: GRUParams, x, h0, buf: GRUSlots, dxw):
     dxw, dhw = dxw.reshape(N * T, 3 * H), dhw.reshape(N * T, 3 * H)
     h_prev = jnp.concatenate([h0[:, None], buf.h], axis=1)[:, :T].reshape(N * T, H)
     dx = (dxw @ p.Wx.T).reshape(N, T, D)  # §10: dx_t = δx_t Wx^T
-    dWx, dbx = x.reshape(N * T, D).T @ dxw, dxw.sum(axis=0)  # §10: Σ_t x_t^T δx_t, Σ δx_t
-    dWh, dbh = h_prev.T @ dhw, dhw.sum(axis=0)  # §10: Σ_t h_{t-1}^T δh_t, Σ δh_t
+    dWx, dbx = contract(x.reshape(N * T, D).T, dxw, p.Wx), dxw.sum(axis=0)  # §10: Σ x_t^T δx_t
+    dWh, dbh = contract(h_prev.T, dhw, p.Wh), dhw.sum(axis=0)  # §10: Σ_t h_{t-1}^T δh_t
     return dx, GRUParams(dWx, dWh, dbx, dbh)
 
 
 def _initial_buf(h0: Array) -> GRUSlots:
     N, H = h0.shape
-    return GRUSlots(jnp.zeros((N, 3 * H), h0.dtype), jnp.zeros_like(h0), h0)
+    return GRUSlots(zeros(h0, (N, 3 * H)), jnp.zeros_like(h0), h0)
 
 
 # needs_prev: δz_t needs h_{t-1}

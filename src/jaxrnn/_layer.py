@@ -97,7 +97,6 @@ def backward_layer(dh: Array, c: LayerCache, dstateT: State | None = None) -> tu
     return rec.backward(cell, c.params, c.x, c.state0, c.saved, dh, opts, dstateT)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
 def run_layer(kind_name, act, truncation, checkpoint, x, s, p, lengths, xi) -> tuple[Array, Any]:
     """``(h, final state)`` of one layer, differentiated by the hand-derived BPTT.
 
@@ -105,7 +104,19 @@ def run_layer(kind_name, act, truncation, checkpoint, x, s, p, lengths, xi) -> t
     :func:`jaxrnn.gru` and the model's ``loss(grad="hand")`` all run through it. The
     final state (the cell's pytree) is differentiable too: its error enters the
     backward loop at T.
+
+    Sharded inputs are typed alike before the ``custom_vjp`` (``_recurrence.align``):
+    inside ``shard_map`` replicated weights are cast to vary with a batch-sharded
+    ``x``, and autodiff transposes that cast into the ``psum`` of their gradients, as
+    for any JAX function.
     """
+    x, s, p, opts = rec.align(x, s, p, rec.Options(lengths, None, xi))
+    return _run_layer(kind_name, act, truncation, checkpoint, x, s, p, opts.lengths,
+                      opts.carry_weights)  # fmt: skip
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
+def _run_layer(kind_name, act, truncation, checkpoint, x, s, p, lengths, xi):
     cell = kind_named(kind_name).cell(act)
     stateT, h, _ = rec.forward(cell, p, x, s, rec.Options(lengths))
     return h, stateT
@@ -123,7 +134,7 @@ def _run_bwd(kind_name, act, truncation, checkpoint, cache, cts):
     return dx, ds0, dp, None, None  # lengths and ξ get no cotangent
 
 
-run_layer.defvjp(_run_fwd, _run_bwd)
+_run_layer.defvjp(_run_fwd, _run_bwd)
 
 
 def state_parts(fn: str, kind: CellKind, state0: Any) -> tuple:

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from . import _recurrence as rec
 from ._rnn import init_weights, project, weight_grads
+from ._sharding import zeros
 
 Array = jax.Array
 
@@ -64,8 +65,8 @@ def step_backward_math(Wh_T, gates, c, c_prev, dh, dc_next):
 
 def _project(p: LSTMParams, x: Array) -> LSTMSlots:
     xw = project(p.Wx, p.b, x)  # §9: x_t Wx + b, (N, T, 4H)
-    zeros = jnp.zeros((*x.shape[:2], p.Wh.shape[0]), xw.dtype)
-    return LSTMSlots(xw, zeros, zeros)
+    z = zeros(xw, (*x.shape[:2], p.Wh.shape[0]))  # (N, T, H), typed like xw
+    return LSTMSlots(xw, z, z)
 
 
 def _step(p: LSTMParams, buf_t: LSTMSlots, state):
@@ -83,13 +84,13 @@ def _step_backward(Wh_T, buf_t: LSTMSlots, prev: LSTMSlots, dstate, dh_t):
 
 
 def _param_grads(p: LSTMParams, x, state0, buf: LSTMSlots, da):
-    dx, dWx, dWh, db = weight_grads(x, state0[0], buf.h, da, p.Wx)  # §9, as §5
+    dx, dWx, dWh, db = weight_grads(x, state0[0], buf.h, da, p.Wx, p.Wh)  # §9, as §5
     return dx, LSTMParams(dWx, dWh, db)
 
 
 def _initial_buf(s) -> LSTMSlots:
     h0, c0 = s
-    return LSTMSlots(jnp.zeros((h0.shape[0], 4 * h0.shape[1]), h0.dtype), c0, h0)
+    return LSTMSlots(zeros(h0, (h0.shape[0], 4 * h0.shape[1])), c0, h0)
 
 
 # needs_prev: δf_t needs c_{t-1}

@@ -37,6 +37,7 @@ from ._layer import forward_layer, run_layer
 from ._lengths import mask as length_mask
 from ._scan import scan_layer
 from ._segmented import segmented_loss, segmented_loss_and_grads
+from ._sharding import align, take_rows
 from ._stack import (
     BiRNNParams,
     check_hidden_sizes,
@@ -345,7 +346,8 @@ def _sequence_fn(grad: str, acts, lengths, truncation, xi):
 @partial(jax.jit, static_argnums=(7, 8, 9))
 def _loss(params, tokens, targets, h0, w, lengths, xi, acts, truncation, grad):
     run = _sequence_fn(grad, acts, lengths, truncation, xi)
-    h, hT, _ = walk(params.embed[tokens], h0, params.layers, run, lengths)  # §1, §4
+    h0 = align(tokens, tuple(h0))[1]  # sharded tokens: the states along their batch axis
+    h, hT, _ = walk(take_rows(params.embed, tokens), h0, params.layers, run, lengths)  # §1, §4
     N, T, Hs = h.shape
     K = params.V.shape[1]
     scores = (h.reshape(N * T, Hs) @ params.V + params.c[None]).reshape(N, T, K)
@@ -390,7 +392,7 @@ def predict_step(
 
 @partial(jax.jit, static_argnums=(3,))
 def _predict_step(params, tokens, state, acts):
-    x, new = params.embed[tokens][:, None], []  # (N, 1, E): a one-step sequence
+    x, new = take_rows(params.embed, tokens)[:, None], []  # (N, 1, E): a one-step sequence
     for i, (p, s, act) in enumerate(zip(params.layers, state, acts, strict=True)):
         kind, x, s, p = check_layer("predict_step", i, x, s, p, act)
         x, s, _ = forward_layer(kind, act, x, s, p)  # §1

@@ -65,6 +65,7 @@ import jax
 import jax.numpy as jnp
 
 from ._compat import NO_NEGATIVE_INDICES
+from . import _sharding as sh
 
 Array = jax.Array
 tree_map = jax.tree_util.tree_map
@@ -213,6 +214,15 @@ def zeros_state(state: Any) -> Any:
     return tree_map(jnp.zeros_like, state)
 
 
+def align(x: Array, state: Any, params: Any, opts: Options) -> tuple[Array, Any, Any, Options]:
+    """The engine's inputs typed alike where they are sharded (``_sharding.py``): ``state``
+    (leaves ``(N, ...)``) laid out along ``x``'s batch axis, and every array varying over
+    the ``shard_map`` axes that any of them varies over; the identity otherwise."""
+    lengths, xi = opts.lengths, opts.carry_weights
+    x, state, params, lengths, xi = sh.align(x, state, params, lengths, xi)
+    return x, state, params, opts._replace(lengths=lengths, carry_weights=xi)
+
+
 def forward(cell: Cell, params: Any, x: Array, state0: Any, opts: Options) -> tuple[Any, Any, Any]:
     """The whole sequence ``x: (N, T, D)``: ``(final state, h, saved)``.
 
@@ -220,6 +230,7 @@ def forward(cell: Cell, params: Any, x: Array, state0: Any, opts: Options) -> tu
     ``x`` and ``state0``: every step's buffer (full store), or with
     ``opts.checkpoint = k`` only the state entering each segment of k steps.
     """
+    x, state0, params, opts = align(x, state0, params, opts)
     if opts.checkpoint is not None:
         return forward_segments(cell, params, x, state0, opts)
     stateT, buf = forward_window(cell, params, cell.project(params, x), state0, opts)
@@ -242,6 +253,8 @@ def backward(
     later segment of the whole model, §8); zeros when None.
     """
     dstate = zeros_state(state0) if dstate is None else dstate
+    states = (state0, dstate, dh)  # leaves (N, ...): laid out along x's batch axis
+    x, (state0, dstate, dh), (params, saved), opts = align(x, states, (params, saved), opts)
     if opts.checkpoint is not None:
         return backward_segments(cell, params, x, state0, saved, dh, opts, dstate)
     bparams = cell.backward_params(params)
@@ -312,7 +325,7 @@ def forward_segments(
     assert k is not None, "forward_segments needs opts.checkpoint"
     out = jax.eval_shape(lambda xs: cell.output(cell.project(params, xs)), x[:, : min(T, 1)])
     n_seg = -(-T // k)
-    bounds = tree_map(lambda s: jnp.zeros((n_seg, *s.shape), s.dtype), state0)
+    bounds = tree_map(lambda s: sh.zeros(s, (n_seg, *s.shape)), state0)
 
     def run(i, t0, size, carry):
         state, h, bounds = carry
@@ -322,7 +335,7 @@ def forward_segments(
         state, buf = forward_window(cell, params, buf, state, wopts)
         return state, put_time(h, cell.output(buf), t0), bounds
 
-    h = jnp.zeros((N, T, *out.shape[2:]), out.dtype)
+    h = sh.zeros(x, (N, T, *out.shape[2:]), out.dtype)
     return loop_segments(T, k, run, (state0, h, bounds))
 
 

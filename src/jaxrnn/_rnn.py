@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from ._activations import get_activation
 from ._checks import check_float_dtype, check_positive_int
 from ._recurrence import Cell
+from ._sharding import contract
 
 Array = jax.Array
 
@@ -42,7 +43,7 @@ def step_backward_math(fprime, h_t: Array, dh_t: Array, Wh_T: Array) -> tuple[Ar
 
 
 def weight_grads(
-    x: Array, h0: Array, h: Array, da: Array, Wx: Array
+    x: Array, h0: Array, h: Array, da: Array, Wx: Array, Wh: Array
 ) -> tuple[Array, Array, Array, Array]:
     """MATH.md §5 after the recursion, as single matmuls over all N*T rows.
 
@@ -50,7 +51,8 @@ def weight_grads(
 
     Args:
       x: ``(N, T, D)``; h0: ``(N, H)``; h: ``(N, T, H)``; da: ``(N, T, G*H)`` the δ_t of
-        every step (batch-major, rows aligned with x and h); Wx: ``(D, G*H)``.
+        every step (batch-major, rows aligned with x and h); Wx: ``(D, G*H)``; Wh:
+        ``(H, G*H)`` (read for its sharding only: each gradient takes its weight's).
 
     Returns:
       ``(dx, dWx, dWh, db)``: ``(N, T, D)``, ``(D, G*H)``, ``(H, G*H)``, ``(G*H,)``.
@@ -61,8 +63,8 @@ def weight_grads(
     # h_{t-1} for every row; where da is zero (padding) its row adds nothing
     h_prev = jnp.concatenate([h0[:, None], h], axis=1)[:, :T].reshape(N * T, H)
     dx = (da @ Wx.T).reshape(N, T, D)  # §5: dx_t = δ_t @ Wx^T
-    dWx = x.reshape(N * T, D).T @ da  # §5: dWx = Σ_t x_t^T δ_t
-    dWh = h_prev.T @ da  # §5: dWh = Σ_t h_{t-1}^T δ_t
+    dWx = contract(x.reshape(N * T, D).T, da, Wx)  # §5: dWx = Σ_t x_t^T δ_t
+    dWh = contract(h_prev.T, da, Wh)  # §5: dWh = Σ_t h_{t-1}^T δ_t
     db = da.sum(axis=0)  # §5: db = Σ_t Σ_n δ_t
     return dx, dWx, dWh, db
 
@@ -89,7 +91,7 @@ def rnn_cell(activation: str) -> Cell:
         return step_backward_math(act.deriv_from_output, h_t, dh_t + dnext, Wh_T)
 
     def param_grads(p: RNNParams, x, h0, h, da):
-        dx, dWx, dWh, db = weight_grads(x, h0, h, da, p.Wx)  # §5
+        dx, dWx, dWh, db = weight_grads(x, h0, h, da, p.Wx, p.Wh)  # §5
         return dx, RNNParams(dWx, dWh, db)
 
     return Cell(

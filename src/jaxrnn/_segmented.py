@@ -18,6 +18,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
+from . import _sharding as sh
 from . import _temporal as tl
 from ._recurrence import Options, loop_segments, time_slice, window_options
 from ._stack import stack_backward_unchecked, stack_forward_unchecked
@@ -62,6 +63,9 @@ def segmented_loss_and_grads(params, tokens, targets, h0, w, lengths, xi, acts, 
     ``ceil(T/k)`` segment-start states of every layer.
     """
     T = tokens.shape[1]
+    tokens, h0, params, targets, w, lengths, xi = sh.align(
+        tokens, tuple(h0), params, targets, w, lengths, xi
+    )  # sharded inputs: the carries below typed alike
     batch = (tokens, targets, w, Options(lengths, truncation, xi))
     n_seg = -(-T // k)
 
@@ -70,7 +74,7 @@ def segmented_loss_and_grads(params, tokens, targets, h0, w, lengths, xi, acts, 
         bounds = tuple(B.at[i].set(s) for B, s in zip(bounds, states, strict=True))  # §8
         return _segment_forward(params, states, batch, t0, size, acts)[1], bounds
 
-    bounds = tuple(jnp.zeros((n_seg, *s.shape), s.dtype) for s in h0)
+    bounds = tuple(sh.zeros(s, (n_seg, *s.shape)) for s in h0)
     hT, bounds = loop_segments(T, k, forward, (tuple(h0), bounds))
 
     def backward(i, t0, size, carry):
@@ -80,17 +84,23 @@ def segmented_loss_and_grads(params, tokens, targets, h0, w, lengths, xi, acts, 
         return dstates, jax.tree_util.tree_map(jnp.add, grads, g), loss + seg_loss
 
     zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-    carry = (tuple(jnp.zeros_like(s) for s in h0), zeros, jnp.zeros((), params.V.dtype))
+    carry = (tuple(jnp.zeros_like(s) for s in h0), zeros, sh.zeros(params.V, ()))
     dh0, grads, loss = loop_segments(T, k, backward, carry, reverse=True)
     return loss, grads, hT, dh0
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(7, 8, 9))
-def segmented_loss(
-    params, h0, tokens, targets, w, lengths, xi, acts, truncation, k
-) -> tuple[Array, tuple[Array, ...]]:
+def segmented_loss(params, h0, tokens, targets, w, lengths, xi, acts, truncation, k) -> tuple[Array, tuple[Array, ...]]:
     """The loss of :func:`segmented_loss_and_grads` as a function ``jax.grad`` can
-    differentiate (in ``params`` and ``h0``): ``(loss, hT)``."""
+    differentiate (in ``params`` and ``h0``): ``(loss, hT)``.
+
+    Sharded inputs are typed alike before the ``custom_vjp`` (as ``_layer.run_layer``
+    does), so under ``shard_map`` the weights' gradients are summed over the batch."""
+    tokens, h0, params = sh.align(tokens, tuple(h0), params, targets, w, lengths, xi)[:3]
+    return _segmented_loss(params, h0, tokens, targets, w, lengths, xi, acts, truncation, k)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(7, 8, 9))
+def _segmented_loss(params, h0, tokens, targets, w, lengths, xi, acts, truncation, k):
     loss, _, hT, _ = segmented_loss_and_grads(
         params, tokens, targets, h0, w, lengths, xi, acts, truncation, k
     )
@@ -111,4 +121,4 @@ def _segmented_bwd(acts, truncation, k, res, cts):
     return scale(grads), scale(dh0), None, None, None, None, None
 
 
-segmented_loss.defvjp(_segmented_fwd, _segmented_bwd)
+_segmented_loss.defvjp(_segmented_fwd, _segmented_bwd)

@@ -23,6 +23,7 @@ from ._checks import (
     is_concrete,
     loss_weights,
 )
+from ._sharding import add_rows, contract, take_rows
 
 Array = jax.Array
 
@@ -103,7 +104,7 @@ def _embedding_args(fn: str, tokens: object, W_embed: object) -> tuple[Array, Ar
 
 @jax.jit
 def word_embedding_forward_unchecked(tokens: Array, W_embed: Array) -> tuple[Array, EmbedCache]:
-    return W_embed[tokens], EmbedCache(tokens, W_embed.shape[0])  # (N, T, E)
+    return take_rows(W_embed, tokens), EmbedCache(tokens, W_embed.shape[0])  # (N, T, E)
 
 
 @jax.jit
@@ -129,7 +130,7 @@ def word_embedding_backward(dout: Array, cache: EmbedCache) -> Array:
         )
     E = dout.shape[-1]
     dW = jnp.zeros((cache.vocab_size, E), dout.dtype)
-    return dW.at[cache.tokens.reshape(N * T)].add(dout.reshape(N * T, E))  # scatter-add
+    return add_rows(dW, cache.tokens.reshape(N * T), dout.reshape(N * T, E))  # scatter-add
 
 
 @jax.jit
@@ -183,7 +184,7 @@ def temporal_affine_backward(dscores: Array, cache: AffineCache) -> tuple[Array,
     check_same_shape("temporal_affine_backward", "dscores", dscores, "the scores", expected)
     ds = dscores.reshape(N * T, K)
     dh = (ds @ V.T).reshape(N, T, H)  # §6: dh_t = dscores_t V^T
-    dV = h.reshape(N * T, H).T @ ds  # §6: dV = Σ_t h_t^T dscores_t
+    dV = contract(h.reshape(N * T, H).T, ds, V)  # §6: dV = Σ_t h_t^T dscores_t
     dc = ds.sum(axis=0)  # §6: dc = Σ dscores
     return dh, dV, dc
 
