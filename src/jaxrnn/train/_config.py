@@ -67,7 +67,8 @@ def parse_seed(text: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _check_number(value, flag: str, *, finite: bool) -> None:
+def check_number(value, flag: str, *, finite: bool) -> None:
+    """Raises ConfigError unless ``value`` is a number > 0 (and finite, with ``finite``)."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
     if not ok or (finite and not math.isfinite(value)):
         want = "a finite number > 0" if finite else "a number > 0"
@@ -154,8 +155,8 @@ class TrainConfig:
         for name in ("steps", "sample_every", "sample_length"):
             check_int(getattr(self, name), _flag(name), 0)
         check_int(self.seed, "--seed", 0, SEED_LIMIT)
-        _check_number(self.lr, "--lr", finite=True)
-        _check_number(self.clip, "--clip", finite=False)  # inf: no clipping
+        check_number(self.lr, "--lr", finite=True)
+        check_number(self.clip, "--clip", finite=False)  # inf: no clipping
         if self.cell not in CELLS:
             raise ConfigError(f"--cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
         if self.grad not in GRADS:
