@@ -186,8 +186,9 @@ def run_train(args: argparse.Namespace) -> int:
     name = f"train [process {jax.process_index()}/{jax.process_count()}]"
     try:
         return _train(args, name)
-    except jax.errors.JaxRuntimeError as e:  # a collective broke: another process is gone
-        _fail(name, f"another process of the run failed, or this one's devices did ({e})")
+    except Exception as e:  # a collective broke (a JaxRuntimeError or ValueError): a peer died
+        what = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        _fail(name, f"stopped, another process of the run failed or this one did: {what}")
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(EXIT_PEER)  # not sys.exit: jax.distributed's shutdown would wait for the dead

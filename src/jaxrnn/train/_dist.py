@@ -40,24 +40,42 @@ def parse_address(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _wait_for(host: str, port: int, timeout: float) -> None:
-    """Waits until ``host:port`` accepts TCP connections; ConfigError after ``timeout`` s.
-
-    (``jax.distributed``'s client aborts the whole process when it cannot connect;
-    this probe turns an unreachable coordinator into an error message instead.)
-    """
+def _retry(probe, timeout: float, failure: str) -> None:
+    """Calls ``probe()`` until it returns without OSError; ConfigError after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with socket.create_connection((host, port), timeout=1.0):
-                return
+            return probe()
         except OSError as e:
             if time.monotonic() >= deadline:
-                raise ConfigError(
-                    f"--coordinator {host}:{port}: unreachable after {timeout:g} s "
-                    f"({e.strerror or e}); is process 0 running, and is the port open?"
-                ) from None
+                raise ConfigError(f"{failure} after {timeout:g} s ({e.strerror or e})") from None
             time.sleep(0.2)
+
+
+def _bind(port: int) -> None:
+    """Binds and frees ``port`` on every interface, where process 0's service will listen."""
+    family, host = (socket.AF_INET6, "::") if socket.has_dualstack_ipv6() else (socket.AF_INET, "")
+    with socket.socket(family) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, port))
+
+
+def _connect(host: str, port: int) -> None:
+    socket.create_connection((host, port), timeout=1.0).close()
+
+
+def _wait_for_port(coordinator: str, process_id: int, timeout: float) -> None:
+    """Process 0: waits until the port is free; the others: until process 0 listens on it.
+
+    (``jax.distributed`` aborts, or crashes, the whole process when its service cannot
+    bind or its client cannot connect: these probes turn both into an error message.)
+    """
+    host, port = parse_address(coordinator)
+    if process_id == 0:
+        _retry(lambda: _bind(port), timeout, f"--coordinator {coordinator}: the port is in use")
+    else:
+        what = f"--coordinator {coordinator}: unreachable (is process 0 running, the port open?)"
+        _retry(lambda: _connect(host, port), timeout, what)
 
 
 def initialize(
@@ -80,12 +98,10 @@ def initialize(
     """
     kw = dict(initialization_timeout=int(timeout), heartbeat_timeout_seconds=int(timeout))
     if not auto:
-        host, port = parse_address(coordinator)
+        _wait_for_port(coordinator, process_id, timeout)
         kw.update(coordinator_address=coordinator, num_processes=num_processes)
         kw.update(process_id=process_id)
     try:
-        if not auto and process_id != 0:
-            _wait_for(host, port, timeout)
         jax.distributed.initialize(**kw)
     except (RuntimeError, ValueError) as e:  # JaxRuntimeError: e.g. the port is in use
         where = "cluster auto-detection" if auto else f"--coordinator {coordinator}"
