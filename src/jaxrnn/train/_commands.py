@@ -109,17 +109,20 @@ step); exit code 4: another process of the run failed."""
 
 DIST_OPTIONS = [
     ("--coordinator", dict(metavar="HOST:PORT",
-        help="address of process 0, which listens on PORT; every process gives the same")),
-    ("--num-processes", dict(type=int, metavar="N", help="number of processes of the run")),
-    ("--process-id", dict(type=int, metavar="I", help="this process's rank, 0 <= I < N")),
+        help="address of process 0, which listens on PORT; every process gives the same "
+             "(default: none, a single process)")),
+    ("--num-processes", dict(type=int, metavar="N",
+        help="number of processes of the run (default: none)")),
+    ("--process-id", dict(type=int, metavar="I",
+        help="this process's rank, 0 <= I < N; rank 0 writes --out (default: none)")),
     ("--distributed", dict(choices=("auto",),
         help="auto: jax.distributed.initialize() detects the cluster "
-             "(SLURM, Cloud TPU, Open MPI, ...)")),
+             "(SLURM, Cloud TPU, Open MPI, ...) (default: off)")),
     ("--local-processes", dict(type=int, metavar="N",
         help="launch N processes of one run on 127.0.0.1 (a free port); Ctrl-C goes to "
-             "all, and if one fails, all are stopped")),
+             "all, and if one fails, all are stopped (default: off)")),
     ("--distributed-timeout", dict(type=float, metavar="SECONDS", default=dist.DEFAULT_TIMEOUT,
-        help="wait at most this long for the coordinator at start (else exit 2), and "
+        help="wait at most this long for the coordinator's port at start (else exit 2), and "
              f"count a silent process as dead after it (default: {dist.DEFAULT_TIMEOUT})")),
 ]  # fmt: skip
 

@@ -28,10 +28,6 @@ from ._config import ConfigError
 DEFAULT_TIMEOUT = 60  # seconds: reaching the coordinator at start; noticing a dead process
 
 
-class PeerError(RuntimeError):
-    """Another process of a distributed run failed: a collective broke, or it was lost."""
-
-
 def parse_address(text: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[v6]:PORT`` too) -> ``(host, port)``; ConfigError otherwise."""
     host, sep, port = text.rpartition(":")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import hashlib
 import importlib
 import math
@@ -33,7 +32,7 @@ from . import _dist as dist
 from . import _outputs as out
 from . import _rundir as rd
 from ._checkpoint import CHECKPOINT, TrainState, load_checkpoint, save_checkpoint
-from ._config import ConfigError, RunDirError, TrainConfig, _flag, check_resume
+from ._config import ConfigError, RunDirError, TrainConfig, check_resume, flag_name
 from ._data import (
     Batcher,
     Corpus,
@@ -289,7 +288,7 @@ def _identity(config: TrainConfig, corpus: Corpus, vocab: Vocab) -> dict[str, ob
     """What every process of a run must agree on: the options but where to read and
     write and how to show it, the text (SHA-256), the vocabulary, and the checkpoint."""
     ident = {
-        _flag(f.name): getattr(config, f.name)
+        flag_name(f.name): getattr(config, f.name)
         for f in dataclasses.fields(TrainConfig)
         if f.name not in ("text", "out", "quiet")
     }
@@ -333,7 +332,7 @@ def _setup(config: TrainConfig, corpus: Corpus, vocab: Vocab) -> tuple[_Run, Tra
     repl, data_sh = shardings(config.batch)
     rows = dist.local_rows(data_sh, config.batch)
     val = val_chunks(val_ids, config.batch, config.seq_len, config.val_chars)
-    val = put([(x[rows], y[rows]) for x, y in val], data_sh, config.batch)
+    val = _put_rows(val, data_sh, rows, config.batch)
     opt, update = optimizer_and_step(
         config.lr, config.clip, config.grad, repl, data_sh, config.bptt_checkpoint
     )
@@ -357,28 +356,23 @@ def _setup(config: TrainConfig, corpus: Corpus, vocab: Vocab) -> tuple[_Run, Tra
     if jax.process_count() > 1:
         sizes["processes"] = jax.process_count()
     batcher = Batcher(train_ids, config.batch, config.seq_len, config.seed, rows)
-    local = functools.partial(jax.tree_util.tree_map, lambda x: np.asarray(x)[rows])
+    writes = run_dir if dist.is_writer() else None
+    zeros = _put_rows(zeros, data_sh, rows, config.batch)
     run = _Run(
-        config,
-        run_dir if dist.is_writer() else None,
-        vocab,
-        batcher,
-        val,
-        put(local(zeros), data_sh, config.batch),
-        unigram,
-        repl,
-        data_sh,
-        rows,
-        update,
-        sizes,
+        config, writes, vocab, batcher, val, zeros, unigram, repl, data_sh, rows, update, sizes
     )
     ts = ts._replace(
         params=put(ts.params, repl),
         opt_state=put(ts.opt_state, repl),
-        carry=put(local(ts.carry), data_sh, config.batch),
+        carry=_put_rows(ts.carry, data_sh, rows, config.batch),
         key=jnp.asarray(ts.key),
     )
     return run, ts, ts.step if resumed else -1
+
+
+def _put_rows(tree, data_sh, rows: slice, batch: int):
+    """Global ``(batch, ...)`` host arrays -> batch-sharded arrays, from this process's rows."""
+    return put(jax.tree_util.tree_map(lambda x: np.asarray(x)[rows], tree), data_sh, batch)
 
 
 def _write_run_dir(run: _Run, corpus: Corpus, done: int) -> out.MetricsLog:
