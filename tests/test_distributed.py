@@ -207,16 +207,24 @@ def test_kill_one_worker_the_other_exits_then_resume_continues_exactly(
     assert not [n for n in os.listdir(out) if ".tmp-" in n]
 
 
-@pytest.mark.parametrize("extra, field", [(["--hidden", "9"], "--hidden")], ids=["hidden"])
-def test_a_config_mismatch_stops_every_process_with_exit_2(extra, field, text, env, tmp_path):
+@pytest.mark.parametrize(
+    "extra, errors",
+    [
+        (["--hidden", "9"], ["the processes disagree on --hidden"] * 2),
+        (["--text", "missing.txt"], ["process 1 failed its start checks", "no such file"]),
+    ],
+    ids=["hidden", "one-fails"],
+)
+def test_a_config_mismatch_stops_every_process_with_exit_2(extra, errors, text, env, tmp_path):
+    """Process 1 differs (an option), or fails its own checks: both exit 2, nothing written."""
     join = ["--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", "2"]
     with _processes() as procs:
         p0 = _start(procs, text, tmp_path / "run", env, *join, "--process-id", "0")
         p1 = _start(procs, text, tmp_path / "run", env, *join, "--process-id", "1", *extra)
         codes = [_finish(p) for p in (p0, p1)]
-    for i, (rc, err) in enumerate(codes):
+    for i, ((rc, err), error) in enumerate(zip(codes, errors, strict=True)):
         assert rc == 2, err
-        assert f"[process {i}/2]: error: the processes disagree on {field}" in err, err
+        assert f"[process {i}/2]: error: " in err and error in err, err
     assert not list((tmp_path / "run").glob("*.json"))  # nothing written
 
 

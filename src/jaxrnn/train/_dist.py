@@ -99,7 +99,7 @@ def initialize(
         kw.update(process_id=process_id)
     try:
         jax.distributed.initialize(**kw)
-    except (RuntimeError, ValueError) as e:  # JaxRuntimeError: e.g. the port is in use
+    except (RuntimeError, ValueError) as e:  # e.g. auto: no cluster detected
         where = "cluster auto-detection" if auto else f"--coordinator {coordinator}"
         raise ConfigError(f"{where}: cannot start the distributed run: {e}") from None
 
@@ -179,11 +179,13 @@ def _digest(value: object) -> np.ndarray:
 
 
 def check_same(fields: dict[str, object], failure: Exception | None) -> None:
-    """Checks at start that every process has the same ``fields`` and passed its own checks.
+    """Checks at start that every process passed its own checks and has the same ``fields``.
 
-    Every process calls this once (a collective). Raises ``failure`` on the process
-    that failed, and on the others a ConfigError naming the process that failed or the
-    first field that differs from process 0's (the run then exits 2 everywhere).
+    Every process calls this once (collectives: first whether each passed and how many
+    fields it has, then the fields' digests, so every collective has one shape on all
+    processes). Raises ``failure`` on the process that failed, and on the others a
+    ConfigError naming the process that failed or the first field that differs from
+    process 0's (the run then exits 2 everywhere).
     """
     if jax.process_count() == 1:
         if failure is not None:
@@ -191,18 +193,19 @@ def check_same(fields: dict[str, object], failure: Exception | None) -> None:
         return
     from jax.experimental import multihost_utils
 
-    names = list(fields)
-    mine = np.zeros((len(names) + 1, 4), np.int32)
-    mine[0, 0] = failure is not None
-    if failure is None:
-        mine[1:] = [_digest(fields[n]) for n in names]
-    every = multihost_utils.process_allgather(mine)  # (P, F + 1, 4)
+    status = np.asarray([failure is not None, len(fields)], np.int32)
+    every = multihost_utils.process_allgather(status)  # (P, 2)
     if failure is not None:
         raise failure
-    bad = [p for p in range(len(every)) if every[p, 0, 0]]
-    if bad:
+    bad = np.flatnonzero(every[:, 0])
+    if len(bad):
         raise ConfigError(f"process {bad[0]} failed its start checks (see its error)")
-    for k, name in enumerate(names, start=1):
+    if np.any(every[:, 1] != len(fields)):
+        raise ConfigError("the processes run different versions of jaxrnn")
+    names = list(fields)
+    mine = np.stack([_digest((n, fields[n])) for n in names])  # (F, 4)
+    every = multihost_utils.process_allgather(mine)  # (P, F, 4)
+    for k, name in enumerate(names):
         differ = [p for p in range(len(every)) if not np.array_equal(every[p, k], every[0, k])]
         if differ:
             raise ConfigError(
