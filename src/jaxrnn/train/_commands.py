@@ -4,7 +4,8 @@
 module needs only what ``jaxrnn.train`` imports (no optax or matplotlib until
 :func:`run_train` starts training). Exit codes: 0 success; 1 a missing optional
 dependency; 2 bad usage or input (a run directory that cannot be used, OS errors
-such as a full disk); 3 training diverged; 130 interrupted by Ctrl-C.
+such as a full disk); 3 training diverged; 4 another process of a multi-process run
+failed (see ``_dist.py``); 130 interrupted by Ctrl-C.
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import sys
 import time
 
+import jax
 import numpy as np
 
+from . import _dist as dist
+from . import _launch
 from . import _rundir as rd
 from ._checkpoint import CheckpointError
 from ._config import (
@@ -24,6 +29,8 @@ from ._config import (
     GRADS,
     ConfigError,
     TrainConfig,
+    check_int,
+    check_number,
     parse_bptt_checkpoint,
     parse_seed,
     resume_config,
@@ -35,6 +42,7 @@ from ._sample import sample
 
 _D = TrainConfig()
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_PEER = 4  # multi-process: another process of the run failed
 SEED_HELP = "random seed, an integer with 0 <= seed < 2**32"
 
 TRAIN_HELP = """Trains a character-level RNN language model with the hand-derived BPTT
@@ -91,6 +99,33 @@ TRAIN_OPTIONS = [
          shown="off; the bar is also off when stderr is not a terminal"),
 ]  # fmt: skip
 
+DIST_HELP = """One run on several processes (hosts, GPUs, or 127.0.0.1) with jax.distributed:
+--batch streams are split over the devices of all processes, gradients are averaged by
+the compiled step, and process 0 alone writes --out (every process reads it on
+--resume). Every process is started with the same options; they check at start that
+they agree (exit 2 naming the option that differs). A process that dies makes the
+others exit non-zero within --distributed-timeout seconds (at once if they are in the
+step); exit code 4: another process of the run failed."""
+
+DIST_OPTIONS = [
+    ("--coordinator", dict(metavar="HOST:PORT",
+        help="address of process 0, which listens on PORT; every process gives the same "
+             "(default: none, a single process)")),
+    ("--num-processes", dict(type=int, metavar="N",
+        help="number of processes of the run (default: none)")),
+    ("--process-id", dict(type=int, metavar="I",
+        help="this process's rank, 0 <= I < N; rank 0 writes --out (default: none)")),
+    ("--distributed", dict(choices=("auto",),
+        help="auto: jax.distributed.initialize() detects the cluster "
+             "(SLURM, Cloud TPU, Open MPI, ...) (default: off)")),
+    ("--local-processes", dict(type=int, metavar="N",
+        help="launch N processes of one run on 127.0.0.1 (a free port); Ctrl-C goes to "
+             "all, and if one fails, all are stopped (default: off)")),
+    ("--distributed-timeout", dict(type=float, metavar="SECONDS", default=dist.DEFAULT_TIMEOUT,
+        help="wait at most this long for the coordinator's port at start (else exit 2), and "
+             f"count a silent process as dead after it (default: {dist.DEFAULT_TIMEOUT})")),
+]  # fmt: skip
+
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Adds the ``train`` and ``sample`` subcommands (``func``: :func:`run_train`, ...)."""
@@ -101,6 +136,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     for flag, kw in TRAIN_OPTIONS:
         p.add_argument(flag, **kw)
+    group = p.add_argument_group("several processes or hosts", DIST_HELP)
+    for flag, kw in DIST_OPTIONS:
+        group.add_argument(flag, **kw)
     p.set_defaults(func=run_train)
     p = sub.add_parser("sample", help="sample text from a trained run", description=SAMPLE_HELP)
     p.add_argument("--run", required=True, metavar="DIR", help="run directory (required)")
@@ -141,30 +179,103 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 def run_train(args: argparse.Namespace) -> int:
     """``jaxrnn train``: trains, prints a summary line; returns the exit code."""
     try:
+        if args.local_processes is not None:
+            return _launch.launch(_worker_argv(args), args.local_processes)
+        _join(args)
+    except ConfigError as e:
+        return _fail("train", str(e))
+    if jax.process_count() == 1:
+        return _train(args, "train")
+    name = f"train [process {jax.process_index()}/{jax.process_count()}]"
+    try:
+        return _train(args, name)
+    except Exception as e:  # a collective broke (a JaxRuntimeError or ValueError): a peer died
+        what = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        _fail(name, f"stopped, another process of the run failed or this one did: {what}")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_PEER)  # not sys.exit: jax.distributed's shutdown would wait for the dead
+
+
+_JOIN = ("coordinator", "num_processes", "process_id")
+
+
+def _join(args: argparse.Namespace) -> None:
+    """Checks the multi-process options and joins the run (``_dist.initialize``), if any."""
+    given = [
+        f for f in ("coordinator", "num_processes", "process_id") if getattr(args, f) is not None
+    ]
+    flags = ", ".join("--" + f.replace("_", "-") for f in given)
+    check_number(args.distributed_timeout, "--distributed-timeout", finite=True)
+    if args.distributed == "auto":
+        if given:
+            raise ConfigError(f"--distributed auto detects the cluster: drop {flags}")
+    elif not given:
+        return
+    elif len(given) < 3:
+        raise ConfigError(
+            "--coordinator, --num-processes and --process-id go together; got " + flags
+        )
+    else:
+        n = check_int(args.num_processes, "--num-processes", 1)
+        check_int(args.process_id, "--process-id", 0, n)
+    timeout = math.ceil(args.distributed_timeout)
+    auto = args.distributed == "auto"
+    dist.initialize(
+        args.coordinator, args.num_processes, args.process_id, auto=auto, timeout=timeout
+    )
+    _launch.watch_parent()
+
+
+def _worker_argv(args: argparse.Namespace) -> list[str]:
+    """The options of a ``--local-processes`` worker: the given ones, and one --out for all."""
+    check_int(args.local_processes, "--local-processes", 1)
+    if any(getattr(args, f) is not None for f in _JOIN) or args.distributed is not None:
+        raise ConfigError(
+            "--local-processes starts its own processes: drop --coordinator, --num-processes, "
+            "--process-id and --distributed"
+        )
+    check_number(args.distributed_timeout, "--distributed-timeout", finite=True)
+    argv = []
+    for flag, _ in TRAIN_OPTIONS:
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None and value is not False:
+            argv += [flag] if value is True else [flag, str(value)]
+    if args.out is None:
+        argv += ["--out", time.strftime("runs/%Y%m%d-%H%M%S")]
+    return [*argv, "--distributed-timeout", repr(args.distributed_timeout)]
+
+
+def _train(args: argparse.Namespace, name: str) -> int:
+    """Runs the training of ``args`` in this process; returns the exit code."""
+    writer = dist.is_writer()
+    try:
         config = _train_config(args)
-        if not config.quiet:
+        if not config.quiet and writer:
             what = config.text or "the Python standard library's source"
             doing = "resuming" if config.resume else "training on"
             print(f"jaxrnn train: {doing} {what} -> {config.out}", flush=True)
         result = train(config)
     except KeyboardInterrupt:  # before the first step (loading, compiling): nothing to save
-        print("jaxrnn train: interrupted before training started", file=sys.stderr)
+        print(f"jaxrnn {name}: interrupted before training started", file=sys.stderr)
         return EXIT_INTERRUPTED
     except MissingExtraError as e:
-        return _fail("train", str(e), EXIT_FAILURE)
+        return _fail(name, str(e), EXIT_FAILURE)
     except DivergedError as e:
-        return _fail("train", str(e), EXIT_DIVERGED)
+        return _fail(name, str(e), EXIT_DIVERGED)
     except (CorpusError, CheckpointError, ConfigError) as e:
-        return _fail("train", str(e))
+        return _fail(name, str(e))
     except OSError as e:  # every write names its path; this is the last line of defence
-        return _fail("train", f"{e.filename or args.out}: {e.strerror or e}")
-    print(summary(result))
+        return _fail(name, f"{e.filename or args.out}: {e.strerror or e}")
+    if writer:
+        print(summary(result))
     if result.interrupted:
-        print(
-            f"jaxrnn train: interrupted; checkpoint saved. Continue with: "
-            f"jaxrnn train --out {result.run_dir} --resume",
-            file=sys.stderr,
-        )
+        if writer:
+            print(
+                f"jaxrnn train: interrupted; checkpoint saved. Continue with: "
+                f"jaxrnn train --out {result.run_dir} --resume",
+                file=sys.stderr,
+            )
         return EXIT_INTERRUPTED
     return EXIT_OK
 

@@ -67,7 +67,8 @@ def parse_seed(text: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _check_number(value, flag: str, *, finite: bool) -> None:
+def check_number(value, flag: str, *, finite: bool) -> None:
+    """Raises ConfigError unless ``value`` is a number > 0 (and finite, with ``finite``)."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
     if not ok or (finite and not math.isfinite(value)):
         want = "a finite number > 0" if finite else "a number > 0"
@@ -150,12 +151,12 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Raises :class:`ConfigError` naming the first invalid option; returns ``self``."""
         for name in _POSITIVE:
-            check_int(getattr(self, name), _flag(name), 1)
+            check_int(getattr(self, name), flag_name(name), 1)
         for name in ("steps", "sample_every", "sample_length"):
-            check_int(getattr(self, name), _flag(name), 0)
+            check_int(getattr(self, name), flag_name(name), 0)
         check_int(self.seed, "--seed", 0, SEED_LIMIT)
-        _check_number(self.lr, "--lr", finite=True)
-        _check_number(self.clip, "--clip", finite=False)  # inf: no clipping
+        check_number(self.lr, "--lr", finite=True)
+        check_number(self.clip, "--clip", finite=False)  # inf: no clipping
         if self.cell not in CELLS:
             raise ConfigError(f"--cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
         if self.grad not in GRADS:
@@ -174,14 +175,15 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def _flag(name: str) -> str:
+def flag_name(name: str) -> str:
+    """The command-line flag of a TrainConfig field: ``seq_len`` -> ``--seq-len``."""
     return "--" + name.replace("_", "-")
 
 
 def check_resume(config: TrainConfig, saved: TrainConfig) -> None:
     """Raises :class:`ConfigError` if ``config`` changes an option a resumed run must keep."""
     diff = [
-        f"{_flag(f.name)} {getattr(saved, f.name)!r} -> {getattr(config, f.name)!r}"
+        f"{flag_name(f.name)} {getattr(saved, f.name)!r} -> {getattr(config, f.name)!r}"
         for f in dataclasses.fields(TrainConfig)
         if f.name not in RESUMABLE and getattr(config, f.name) != getattr(saved, f.name)
     ]

@@ -228,11 +228,14 @@ class Batcher:
     from ``(seed, e)``, so chunk boundaries differ between epochs. Chunk ``i``
     of an epoch is ``tokens = s[:, o + i*T : o + (i+1)*T]`` and
     ``targets`` the same shifted by one. The data position is ``(epoch, i)``:
-    together with the seed it fully determines the batch.
+    together with the seed it fully determines the batch. ``rows``: the streams this
+    process loads (a multi-process run: its part of the global batch); default all.
     """
 
-    def __init__(self, ids: np.ndarray, batch: int, seq_len: int, seed: int):
-        self.data = streams(ids, batch)  # (B, S)
+    def __init__(
+        self, ids: np.ndarray, batch: int, seq_len: int, seed: int, rows: slice = slice(None)
+    ):
+        self.data = streams(ids, batch)[rows]  # (B, S), or this process's (B_local, S)
         self.seq_len = seq_len
         self.seed = seed
         if self.data.shape[1] < seq_len + 1:
@@ -250,7 +253,10 @@ class Batcher:
         return (self.data.shape[1] - 1 - self.offset(epoch)) // self.seq_len
 
     def get(self, epoch: int, chunk: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(tokens, targets)``, each ``(B, T)`` int32, for chunk ``chunk`` of ``epoch``."""
+        """``(tokens, targets)``, each ``(B, T)`` int32, for chunk ``chunk`` of ``epoch``.
+
+        With ``rows``, this process's streams only: ``(B_local, T)``.
+        """
         start = self.offset(epoch) + chunk * self.seq_len
         window = self.data[:, start : start + self.seq_len + 1]
         return window[:, :-1], window[:, 1:]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import importlib
 import math
 import signal
@@ -27,13 +28,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import model
+from . import _dist as dist
 from . import _outputs as out
 from . import _rundir as rd
 from ._checkpoint import CHECKPOINT, TrainState, load_checkpoint, save_checkpoint
-from ._config import ConfigError, RunDirError, TrainConfig, check_resume
+from ._config import ConfigError, RunDirError, TrainConfig, check_resume, flag_name
 from ._data import (
     Batcher,
     Corpus,
+    CorpusError,
     Vocab,
     check_length,
     load_corpus,
@@ -96,14 +99,18 @@ class TrainResult(NamedTuple):
 
 @contextlib.contextmanager
 def _stop_on_sigint():
-    """Yields a list that becomes non-empty at the first Ctrl-C; a second one interrupts."""
+    """Yields a list that becomes non-empty at the first Ctrl-C; a second one interrupts.
+
+    (In a multi-process run a second one does nothing: the processes agree on the step
+    to stop after, see :func:`_loop`; ``--local-processes`` kills them at a second one.)
+    """
     stop: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield stop  # signals only reach the main thread; KeyboardInterrupt still works
         return
 
     def handler(signum, frame):
-        if stop:
+        if stop and jax.process_count() == 1:  # several: every process must stop at one step
             raise KeyboardInterrupt
         stop.append(signum)
 
@@ -118,7 +125,7 @@ class _Run(NamedTuple):
     """What the steps of one :func:`train` call share; built by :func:`_setup`."""
 
     config: TrainConfig
-    run_dir: Path | None
+    run_dir: Path | None  # None: nothing written (no --out, or not process 0)
     vocab: Vocab
     batcher: Batcher
     val: list  # validation chunks on the device(s)
@@ -126,6 +133,7 @@ class _Run(NamedTuple):
     unigram: float
     repl: Any  # shardings (None on one device)
     data_sh: Any
+    rows: slice  # this process's streams of the global batch (all in a single process)
     update: Any  # the jitted step of _step.optimizer_and_step
     sizes: dict  # the "data" entry of config.json
     log: out.MetricsLog | None = None
@@ -168,7 +176,10 @@ def train(config: TrainConfig, *, progress: bool | None = None) -> TrainResult:
     """Trains (or, with ``config.resume``, continues) a character-level RNN language model.
 
     Writes the run directory ``config.out`` (if not None; see ``_rundir.py`` for
-    what it may be) and returns the parameters and the metrics. Ctrl-C (SIGINT),
+    what it may be) and returns the parameters and the metrics. In a multi-process
+    run (after ``jax.distributed.initialize``; see ``_dist.py``) every process calls
+    this with the same ``config``: the global batch is split over all devices of
+    all processes, and process 0 alone writes ``config.out``. Ctrl-C (SIGINT),
     from the first moment on, stops training after the current step, writes a
     checkpoint and returns with ``interrupted=True``. The run directory is
     locked for the whole call.
@@ -191,19 +202,17 @@ def train(config: TrainConfig, *, progress: bool | None = None) -> TrainResult:
     """
     _, tqdm = require_extra()
     config = _checked(config)
-    saved = _resume_checks(config)
     with _stop_on_sigint() as stop, contextlib.ExitStack() as stack:
-        corpus = _corpus(config, saved)
-        if config.out is not None:
-            stack.enter_context(rd.claim(Path(config.out), config.resume))
-        run, ts, done = _setup(config, corpus)
-        if stop:  # Ctrl-C while loading: nothing is written yet
+        corpus, vocab = _start(config, stack)
+        run, ts, done = _setup(config, corpus, vocab)
+        if dist.any_process(bool(stop)):  # Ctrl-C while loading: nothing is written yet
             raise KeyboardInterrupt
         run = run._replace(log=_write_run_dir(run, corpus, done))
         stack.callback(_log(run).close)
         if done < 0:
             _write_sample(run, ts, math.nan)
         show = (not config.quiet and sys.stderr.isatty()) if progress is None else progress
+        show = show and dist.is_writer()
         bar = tqdm(
             total=config.steps,
             initial=ts.step,
@@ -217,7 +226,7 @@ def train(config: TrainConfig, *, progress: bool | None = None) -> TrainResult:
         _checkpoint(run, ts)  # ts is always a consistent state: it is replaced by one assignment
         val_bpc = _final_val_bpc(run, ts)
         return TrainResult(
-            jax.device_get(ts.params),
+            jax.device_get(dist.local_copy(ts.params)),
             run.vocab,
             _log(run).columns(),
             config,
@@ -246,9 +255,9 @@ def _resume_checks(config: TrainConfig) -> dict | None:
 
     A resumed run must keep every option that defines the model and the data.
     """
-    if config.out is None:
-        return None
-    saved = rd.check_out(Path(config.out), config.resume)
+    if config.out is None or not (config.resume or dist.is_writer()):
+        return None  # a new run's directory is process 0's to check and write
+    saved = rd.check_out(Path(config.out), config.resume, probe_lock=dist.is_writer())
     if saved is not None:
         try:
             old = TrainConfig.from_dict(saved["config"])
@@ -256,6 +265,54 @@ def _resume_checks(config: TrainConfig) -> dict | None:
             raise RunDirError(f'{Path(config.out) / rd.CONFIG}: corrupt "config" ({e})') from e
         check_resume(config, old)
     return saved
+
+
+def _start(config: TrainConfig, stack: contextlib.ExitStack) -> tuple[Corpus, Vocab]:
+    """The checks before anything is written; the corpus and the vocabulary.
+
+    Process 0 (the only one in a single-process run) also claims the run directory
+    (its lock is released by ``stack``). In a multi-process run every process then
+    checks that all passed and agree on the run (:func:`dist.check_same`).
+    """
+    corpus = vocab = failure = None
+    try:
+        corpus = _corpus(config, _resume_checks(config))
+        run_dir = Path(config.out) if config.out is not None else None
+        if config.resume and (run_dir / CHECKPOINT).exists():
+            vocab = rd.read_vocab(run_dir)
+        else:
+            vocab = Vocab.from_text(corpus.text)
+        if run_dir is not None and dist.is_writer():
+            stack.enter_context(rd.claim(run_dir, config.resume))
+    except (ConfigError, CorpusError) as e:
+        failure = e
+    dist.check_same(_identity(config, corpus, vocab) if failure is None else {}, failure)
+    return corpus, vocab
+
+
+def _identity(config: TrainConfig, corpus: Corpus, vocab: Vocab) -> dict[str, object]:
+    """What every process of a run must agree on: the options but where to read and
+    write and how to show it, the text (SHA-256), the vocabulary, and the checkpoint."""
+    ident = {
+        flag_name(f.name): getattr(config, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if f.name not in ("text", "out", "quiet")
+    }
+    ckpt = Path(config.out) / CHECKPOINT if config.out is not None else None
+    resumed = config.resume and ckpt.exists()
+    return {
+        **ident,
+        "the text (SHA-256)": corpus.source["sha256"],
+        "the vocabulary": "".join(vocab.chars),
+        "the checkpoint (SHA-256)": _sha256(ckpt) if resumed else None,
+    }
+
+
+def _sha256(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as e:
+        raise rd.os_error(path, e, "cannot read") from e
 
 
 def _corpus(config: TrainConfig, saved: dict | None) -> Corpus:
@@ -270,17 +327,18 @@ def _corpus(config: TrainConfig, saved: dict | None) -> Corpus:
     return corpus
 
 
-def _setup(config: TrainConfig, corpus: Corpus) -> tuple[_Run, TrainState, int]:
+def _setup(config: TrainConfig, corpus: Corpus, vocab: Vocab) -> tuple[_Run, TrainState, int]:
     """Data, model, optimizer and the state to start from (the checkpoint's, if any).
 
     Returns ``(run, state, done)``: ``done`` is the checkpoint's step, -1 without one.
     """
     run_dir = Path(config.out) if config.out is not None else None
     resumed = config.resume and run_dir is not None and (run_dir / CHECKPOINT).exists()
-    vocab = rd.read_vocab(run_dir) if resumed and run_dir else Vocab.from_text(corpus.text)
     train_ids, val_ids = split(vocab.encode(corpus.text), config.batch, config.seq_len)
     repl, data_sh = shardings(config.batch)
-    val = put(val_chunks(val_ids, config.batch, config.seq_len, config.val_chars), data_sh)
+    rows = dist.local_rows(data_sh, config.batch)
+    val = val_chunks(val_ids, config.batch, config.seq_len, config.val_chars)
+    val = _put_rows(val, data_sh, rows, config.batch)
     opt, update = optimizer_and_step(
         config.lr, config.clip, config.grad, repl, data_sh, config.bptt_checkpoint
     )
@@ -301,27 +359,26 @@ def _setup(config: TrainConfig, corpus: Corpus) -> tuple[_Run, TrainState, int]:
         "unigram_bpc": unigram,
         "devices": jax.device_count(),
     }
-    batcher = Batcher(train_ids, config.batch, config.seq_len, config.seed)
+    if jax.process_count() > 1:
+        sizes["processes"] = jax.process_count()
+    batcher = Batcher(train_ids, config.batch, config.seq_len, config.seed, rows)
+    writes = run_dir if dist.is_writer() else None
+    zeros = _put_rows(zeros, data_sh, rows, config.batch)
     run = _Run(
-        config,
-        run_dir,
-        vocab,
-        batcher,
-        val,
-        put(zeros, data_sh),
-        unigram,
-        repl,
-        data_sh,
-        update,
-        sizes,
+        config, writes, vocab, batcher, val, zeros, unigram, repl, data_sh, rows, update, sizes
     )
     ts = ts._replace(
         params=put(ts.params, repl),
         opt_state=put(ts.opt_state, repl),
-        carry=put(ts.carry, data_sh),
+        carry=_put_rows(ts.carry, data_sh, rows, config.batch),
         key=jnp.asarray(ts.key),
     )
     return run, ts, ts.step if resumed else -1
+
+
+def _put_rows(tree, data_sh, rows: slice, batch: int):
+    """Global ``(batch, ...)`` host arrays -> batch-sharded arrays, from this process's rows."""
+    return put(jax.tree_util.tree_map(lambda x: np.asarray(x)[rows], tree), data_sh, batch)
 
 
 def _write_run_dir(run: _Run, corpus: Corpus, done: int) -> out.MetricsLog:
@@ -346,7 +403,7 @@ def _loop(run: _Run, ts: TrainState, stop: list, bar) -> tuple[TrainState, _Cloc
     cfg = run.config
     clock, val_bpc = _Clock(cfg.batch * cfg.seq_len, ts.step), math.nan
     try:
-        while ts.step < cfg.steps and not stop:
+        while ts.step < cfg.steps and not dist.any_process(bool(stop)):
             ts, loss = _step(run, ts)
             step, last = ts.step, ts.step == cfg.steps
             elapsed, v = clock.tick(step, last), math.nan
@@ -374,7 +431,7 @@ def _loop(run: _Run, ts: TrainState, stop: list, bar) -> tuple[TrainState, _Cloc
             bar.update(1)
     except KeyboardInterrupt:  # a second Ctrl-C, or not in the main thread
         stop.append(signal.SIGINT)
-    return ts, clock, bool(stop) and ts.step < cfg.steps
+    return ts, clock, ts.step < cfg.steps
 
 
 def _final_val_bpc(run: _Run, ts: TrainState) -> float:
@@ -388,8 +445,9 @@ def _final_val_bpc(run: _Run, ts: TrainState) -> float:
     """
     rows = _log(run).rows
     last = rows[-1] if rows and rows[-1]["step"] == ts.step else None
-    if last is not None and not math.isnan(last["val_bpc"]):
-        return last["val_bpc"]
+    recorded = dist.from_writer(last["val_bpc"] if last is not None else math.nan)
+    if not math.isnan(recorded):  # process 0's rows decide: only it read metrics.csv
+        return recorded
     val_bpc = evaluate(ts.params, run.val, run.zeros)
     if last is not None:
         _log(run).set_last_val_bpc(val_bpc)
@@ -404,7 +462,7 @@ def _step(run: _Run, ts: TrainState) -> tuple[TrainState, float]:
     Raises :class:`DivergedError` if the step is not finite, after checkpointing
     ``ts`` (the last finite state).
     """
-    tokens, targets = put(run.batcher.get(ts.epoch, ts.chunk), run.data_sh)
+    tokens, targets = put(run.batcher.get(ts.epoch, ts.chunk), run.data_sh, run.config.batch)
     params, opt_state, carry, loss, finite = run.update(
         ts.params, ts.opt_state, ts.carry, tokens, targets
     )
@@ -432,12 +490,19 @@ def _step(run: _Run, ts: TrainState) -> tuple[TrainState, float]:
 def _write_sample(run: _Run, ts: TrainState, val_bpc: float) -> None:
     if run.run_dir is not None and run.config.sample_every:
         key = jax.random.fold_in(ts.key, ts.step)  # the same on resume
-        text = sample(ts.params, run.vocab, length=run.config.sample_length, key=key)
+        params = dist.local_copy(ts.params)
+        text = sample(params, run.vocab, length=run.config.sample_length, key=key)
         out.append_sample(run.run_dir / rd.SAMPLES, ts.step, val_bpc, text)
 
 
 def _checkpoint(run: _Run, ts: TrainState) -> None:
-    """Saves ``ts``, after the metrics and samples up to its step are on the disk."""
+    """Saves ``ts``, after the metrics and samples up to its step are on the disk.
+
+    Every process calls this (gathering the batch-sharded carry is a collective).
+    """
+    if jax.process_count() > 1:
+        trees = {k: getattr(ts, k) for k in ("params", "opt_state", "carry")}
+        ts = ts._replace(**dist.to_host(trees))
     if run.run_dir is not None:
         _log(run).sync()
         save_checkpoint(run.run_dir / CHECKPOINT, ts)

@@ -1,6 +1,7 @@
 """The jitted training step, the validation loss, and sharding the batch over devices.
 
-With more than one visible device, a 1-D mesh ``("batch",)`` over all of them
+With more than one device (of this process, or of all the processes of a
+``jax.distributed`` run: see ``_dist.py``), a 1-D mesh ``("batch",)`` over all of them
 shards every batch-shaped array (tokens, targets, the hidden-state carry) along
 its first axis and replicates the parameters and the optimizer state; XLA
 inserts the cross-device reductions (the loss is a mean over the batch).
@@ -16,13 +17,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import model
+from . import _dist
 from ._config import ConfigError
 
 LN2 = math.log(2.0)
 
 
 def shardings(batch: int):
-    """``(replicated, batch-sharded)`` NamedShardings over a 1-D 'batch' mesh, or Nones."""
+    """``(replicated, batch-sharded)`` NamedShardings over a 1-D 'batch' mesh, or Nones.
+
+    The mesh holds ``jax.devices()``: every device of every process of the run.
+    """
     devices = jax.devices()
     if len(devices) == 1:
         return None, None
@@ -36,11 +41,21 @@ def shardings(batch: int):
     return jax.sharding.NamedSharding(mesh, P()), jax.sharding.NamedSharding(mesh, P("batch"))
 
 
-def put(tree, sharding):
-    """Moves a pytree to the device(s): with ``sharding``, or as plain device arrays."""
+def put(tree, sharding, batch: int | None = None):
+    """Moves a pytree to the device(s): with ``sharding``, or as plain device arrays.
+
+    In a multi-process run (``jax.process_count() > 1``) the leaves are this
+    process's part: with ``batch``, its rows ``(B_local, ...)`` of global
+    ``(batch, ...)`` arrays (``_dist.local_rows``); without, the whole value, the same
+    on every process (replicated).
+    """
     if sharding is None:
         return jax.tree_util.tree_map(jnp.asarray, tree)
-    return jax.device_put(tree, sharding)
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+    if batch is None:
+        return _dist.put_replicated(tree, sharding)
+    return _dist.put_rows(tree, sharding, batch)
 
 
 @functools.lru_cache(maxsize=16)  # the same settings reuse one compiled step (notebooks, tests)
