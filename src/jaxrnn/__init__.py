@@ -33,6 +33,9 @@ from ._classic import rnn_step_backward as rnn_step_backward
 from ._classic import rnn_step_forward as rnn_step_forward
 from ._gru import GRUParams as GRUParams
 from ._gru import init_gru_params as init_gru_params
+from ._jvp import gru_jvp as gru_jvp
+from ._jvp import lstm_jvp as lstm_jvp
+from ._jvp import rnn_jvp as rnn_jvp
 from ._layer import LayerCache as LayerCache
 from ._layer import StepCache as StepCache
 from ._layer import gru as gru
