@@ -134,7 +134,7 @@ def tangent_forward(kind: CellKind, act: str, x, s, p, dx, ds, dp, lengths=None,
     cell = tangent_cell(kind, act)
     (sT, dsT), buf = rec.forward_window(cell, (p, dp), buf, (s, ds), rec.Options(lengths))
     if w is not None and lengths is not None:  # §11: ξ_t also acts on the frozen ṡ
-        pad = jnp.arange(T)[None, :] >= lengths[:, None]  # (N, T) padded steps
+        pad = jnp.arange(T, dtype=lengths.dtype)[None, :] >= lengths[:, None]  # (N, T) padded steps
         tail = jnp.prod(jnp.where(pad, w[..., 0], jnp.ones_like(w[..., 0])), axis=1)  # (N,)
         dsT = tree_map(lambda d: d * tail[:, None], dsT)
     h, dh = cell.output(buf)
