@@ -90,11 +90,11 @@ def test_jacfwd_through_layer_equals_jacrev(cell, data, with_lengths):
     opts = draw_options(data, q, dict(lengths=with_lengths))
 
     def f(fn):
-        return lambda *a: fn(*a, activation=q.act, return_state=True, **opts)
+        return lambda x, s0, p: fn(x, s0, *p, activation=q.act, return_state=True, **opts)
 
-    fwd = jax.jacfwd(f(LAYER[cell]), argnums=(0, 1, 2))(q.x, q.s0, q.p[0])
-    rev = jax.jacrev(f(LAYER[cell]), argnums=(0, 1, 2))(q.x, q.s0, q.p[0])
-    want = jax.jacrev(f(SCAN[cell]), argnums=(0, 1, 2))(q.x, q.s0, q.p[0])
+    fwd = jax.jacfwd(f(LAYER[cell]), argnums=(0, 1, 2))(*q.args)
+    rev = jax.jacrev(f(LAYER[cell]), argnums=(0, 1, 2))(*q.args)
+    want = jax.jacrev(f(SCAN[cell]), argnums=(0, 1, 2))(*q.args)
     assert_tree_close(fwd, rev, what=f"{cell} jacfwd vs jacrev", tol=1e-12)
     assert_tree_close(fwd, want, what=f"{cell} jacfwd vs scan", tol=1e-12)
 
