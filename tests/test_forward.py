@@ -20,6 +20,7 @@ from test_cells import LAYER, SCAN, Problem, examples, make, problems
 
 import jaxrnn
 import jaxrnn._primitive as primitive
+import jaxrnn.testing
 from jaxrnn import model
 from jaxrnn._primitive import FORWARD_MODE
 
@@ -231,3 +232,35 @@ BAD = [
 @pytest.mark.parametrize("call,exc,match", BAD)
 def test_bad_inputs(call, exc, match):
     check_raises(call, exc, match)
+
+
+# --- jaxrnn.testing.check_jvp: a user's forward mode against jax.jvp ------------------------
+
+
+def _rnn_cell(p, h, x_t):
+    return jnp.tanh(x_t @ p[0] + h @ p[1] + p[2][None])
+
+
+def _jvp_by_jaxrnn(x, h0, p, dx, dh0, dp):
+    return jaxrnn.rnn_jvp((x, h0, *p), (dx, dh0, *dp))
+
+
+def _jvp_forgetting_dWh_from_t3(x, h0, p, dx, dh0, dp):
+    """A wrong tangent recurrence: the ``h_{t-1} Ẇh`` term is lost from step 3 on."""
+    h, dh = _jvp_by_jaxrnn(x, h0, p, dx, dh0, dp)
+    _, dh_wrong = _jvp_by_jaxrnn(x, h0, p, dx, dh0, (dp[0], 0 * dp[1], dp[2]))
+    late = (jnp.arange(x.shape[1]) >= 3)[None, :, None]
+    return h, jnp.where(late, dh_wrong, dh)
+
+
+JVP_CHECK = dict(params=(np.zeros((2, 3)), np.zeros((3, 3)), np.zeros(3)), state=np.zeros(3),
+                 input_size=2, max_examples=3)  # fmt: skip
+
+
+def test_check_jvp_passes_the_tangent_recurrence():
+    jaxrnn.testing.check_jvp(_rnn_cell, _jvp_by_jaxrnn, **JVP_CHECK)
+
+
+def test_check_jvp_names_the_first_wrong_step():
+    with pytest.raises(AssertionError, match=r"dy is right for the first 3 of \d+ steps"):
+        jaxrnn.testing.check_jvp(_rnn_cell, _jvp_forgetting_dWh_from_t3, **JVP_CHECK)
