@@ -47,18 +47,23 @@ def rtrl_init(state0: Any, P: int) -> RTRLState:
     return RTRLState(state0, sens, jnp.zeros((N, P), dtype), jnp.zeros((N,), dtype))
 
 
-def rtrl_step(kind: CellKind, act: str, loss_step: Callable, p: Any, carry: RTRLState,
-              x_t: Array, y_t: Any, valid: Array | None = None) -> RTRLState:  # fmt: skip
+def weight_directions(p: Any) -> Any:
+    """The P one-hot directions of the weights, ``params``' pytree with a leading ``(P,)``."""
+    flat, unravel = ravel_pytree(p)
+    return jax.vmap(unravel)(jnp.eye(flat.size, dtype=flat.dtype))
+
+
+def rtrl_step(kind: CellKind, act: str, loss_step: Callable, p: Any, basis: Any,
+              carry: RTRLState, x_t: Array, y_t: Any, valid: Array | None = None
+              ) -> RTRLState:  # fmt: skip
     """One step of RTRL: ``s_t``, ``J_t`` (§11 for every direction), ``E_t`` and its
     gradient ``∂E_t/∂h_t · J_t^h`` added to the running sums.
 
     ``x_t: (N, D)``; ``y_t``: the step's targets (leading axis N); ``loss_step(h, y)``
-    the loss of one sequence's ``h: (H,)``; ``valid: (N,)`` bool or None (a padded step
-    leaves the carry unchanged).
+    the loss of one sequence's ``h: (H,)``; ``basis``: :func:`weight_directions`;
+    ``valid: (N,)`` bool or None (a padded step leaves the carry unchanged).
     """
     cell, step_tangent = kind.cell(act), _STEP_TANGENTS[kind.name](act)
-    flat, unravel = ravel_pytree(p)
-    basis = jax.vmap(unravel)(jnp.eye(flat.size, dtype=flat.dtype))  # P one-hot directions
     xw_t = tree_map(lambda a: a[:, 0], cell.project(p, x_t[:, None]))  # §1: x_t Wx + b
     new_s, out_t = cell.step(p, xw_t, carry.state)
 
@@ -82,11 +87,13 @@ def rtrl_sequence(kind: CellKind, act: str, loss_step: Callable, x: Array, state
     the engine's loop (:func:`~jaxrnn._recurrence.loop_time`); nothing per step is stored."""
     N, T = x.shape[:2]
     flat, unravel = ravel_pytree(p)
+    basis = weight_directions(p)  # built once, outside the loop
 
     def body(t, carry):
         y_t = tree_map(lambda a: rec.index_time(a, t), y)
         valid = None if lengths is None else t < lengths
-        return rtrl_step(kind, act, loss_step, p, carry, rec.index_time(x, t), y_t, valid)
+        x_t = rec.index_time(x, t)
+        return rtrl_step(kind, act, loss_step, p, basis, carry, x_t, y_t, valid)
 
     carry = rec.loop_time(body, rtrl_init(state0, flat.size), T)
     return carry.loss.sum(), unravel(carry.grad.sum(axis=0))
