@@ -264,3 +264,19 @@ def test_check_jvp_passes_the_tangent_recurrence():
 def test_check_jvp_names_the_first_wrong_step():
     with pytest.raises(AssertionError, match=r"dy is right for the first 3 of \d+ steps"):
         jaxrnn.testing.check_jvp(_rnn_cell, _jvp_forgetting_dWh_from_t3, **JVP_CHECK)
+
+
+def test_without_hijax_the_layer_keeps_its_custom_vjp(monkeypatch):
+    """Where jax lacks hijax (``FORWARD_MODE`` False, e.g. jax 0.4.30) reverse mode is the
+    same hand BPTT, ``jax.jvp`` raises jax's custom_vjp error, ``rnn_jvp`` still works."""
+    monkeypatch.setattr(jaxrnn._layer, "FORWARD_MODE", False)
+    jax.clear_caches()
+    q = make("rnn", (2, 4, 3, 2), seed=2)
+    loss, ref = scalar_loss("rnn", jaxrnn.rnn, q), scalar_loss("rnn", SCAN["rnn"], q)
+    assert_tree_close(jax.grad(loss)(q.p), jax.grad(ref)(q.p), what="custom_vjp grad")
+    with pytest.raises(TypeError, match="can't apply forward-mode autodiff"):
+        jax.jvp(loss, (q.p,), (q.p,))
+    t = tangents_of(q, 0)
+    got = jaxrnn.rnn_jvp((q.x, q.s0, *q.p), t, activation=q.act, return_state=True)
+    assert_tree_close(got, scan_jvp(q, t), what="rnn_jvp", tol=1e-12)
+    jax.clear_caches()
