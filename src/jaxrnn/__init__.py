@@ -49,7 +49,6 @@ from ._lstm import LSTMParams as LSTMParams
 from ._lstm import init_lstm_params as init_lstm_params
 from ._rnn import RNNParams as RNNParams
 from ._rnn import init_rnn_params as init_rnn_params
-from ._rtrl import RTRLState as RTRLState
 from ._rtrl import rtrl as rtrl
 from ._stack import BiRNNParams as BiRNNParams
 from ._stack import StackCache as StackCache
