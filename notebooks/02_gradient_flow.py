@@ -546,3 +546,118 @@ ratio = at_50["LSTM b_f=1"] / at_50["RNN tanh"]
 print(f"T − k = 50: LSTM (b_f = 1) / RNN tanh = {ratio:.1e}")
 assert ratio > 1e3
 assert at_50["LSTM b_f=0"] < at_50["LSTM b_f=1"] < at_50["LSTM b_f=3"]
+
+# %% [markdown]
+# ## 7. Forward mode and RTRL: where each wins
+#
+# The gradient of a loss summed over time can also be computed *forward* (MATH.md
+# §11): carry the sensitivities $\partial s_t/\partial\theta$ along with the state
+# and add $\partial E_t/\partial h_t \cdot \partial h_t/\partial\theta$ as each step
+# is read (real-time recurrent learning, Williams & Zipser 1989). Nothing of the past
+# is kept, so memory does not grow with $T$; but the sensitivities are $N \cdot P
+# \cdot H$ numbers for $P = O(H^2)$ weights, and each step updates all of them:
+# $O(H^4)$ work per step against BPTT's $O(H^2)$. `jaxrnn.rtrl` is the exact
+# algorithm (every cell), equal to BPTT to float64 rounding. Below: XLA's compiled
+# temporary memory (compiled, not run) of the jitted loss-and-gradient against $T$
+# at $H = 8$, and the time per step against $H$.
+
+# %%
+import time
+
+
+def squared_error(h, y):
+    return jnp.sum((h - y) ** 2)
+
+
+def problem7(T, H, D=4, n=4):
+    r = np.random.default_rng(1)
+    p = jaxrnn.init_rnn_params(jax.random.key(1), D, H, jnp.float32)
+    x = jnp.asarray(r.standard_normal((n, T, D)), jnp.float32)
+    y = jnp.asarray(r.standard_normal((n, T, H)), jnp.float32)
+    return p, x, jnp.zeros((n, H), jnp.float32), y
+
+
+def rtrl7(p, x, h0, y):
+    return jaxrnn.rtrl("rnn", squared_error, x, h0, p, y)
+
+
+def bptt7(p, x, h0, y):
+    def loss(p):
+        return jnp.sum(jax.vmap(jax.vmap(squared_error))(jaxrnn.rnn(x, h0, *p), y))
+
+    return jax.value_and_grad(loss)(p)
+
+
+def temp_mib(fn, args):
+    return jax.jit(fn).lower(*args).compile().memory_analysis().temp_size_in_bytes / 2**20
+
+
+def us_per_step(fn, args, T, reps=5):
+    f = jax.jit(fn)
+    jax.block_until_ready(f(*args))
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        jax.block_until_ready(f(*args))
+    return (time.perf_counter() - t0) / reps / T * 1e6
+
+
+Ts7, Hs7 = (64, 256, 1024, 4096), (4, 8, 16)
+mem = {f.__name__: [temp_mib(f, problem7(T, 8)) for T in Ts7] for f in (rtrl7, bptt7)}
+step = {f.__name__: [us_per_step(f, problem7(128, H), 128) for H in Hs7] for f in (rtrl7, bptt7)}
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+for name, style in (("rtrl7", "o-"), ("bptt7", "s--")):
+    label = name[:-1].upper()
+    ax1.loglog(Ts7, mem[name], style, label=label)
+    ax2.loglog(Hs7, step[name], style, label=label)
+ax1.set(xlabel="T", ylabel="compiled temp memory (MiB)", title="memory vs T (N=4, H=8)")
+ax2.set(xlabel="H", ylabel="µs per step", title="time per step vs H (N=4, T=128)")
+for ax in (ax1, ax2):
+    ax.legend()
+    ax.grid(True, which="both", alpha=0.3)
+fig.tight_layout()
+plt.show()
+for name in mem:
+    print(f"{name[:-1].upper()}: MiB at T = {Ts7}: {np.round(mem[name], 3)}")
+    print(f"{name[:-1].upper()}: µs/step at H = {Hs7}: {np.round(step[name], 1)}")
+
+# %% [markdown]
+# RTRL's memory is flat in $T$ and BPTT's grows linearly: past a crossover length
+# (about 250 steps here, where BPTT's stored states outgrow RTRL's $N \cdot P \cdot H$
+# sensitivities and $P^2$ one-hot directions) RTRL needs less. Its work per step grows
+# like $H^4$ against BPTT's $H^2$ (at these small $H$ the per-step overhead of the loop
+# still hides part of it; `benchmarks/rtrl.py` measures larger $H$), so exact RTRL pays
+# only for small networks on long or endless (online) streams; elsewhere BPTT, with
+# `checkpoint=` (§8) when memory is short, wins.
+#
+# Live check: RTRL's gradient equals BPTT's (float64), for the RNN, the LSTM and the
+# GRU; and `jax.jacfwd` through `jaxrnn.lstm` (the hand tangent recurrence) equals
+# `jax.jacrev` (the hand BPTT).
+
+# %%
+_, xs, h07, ys = (jax.tree.map(lambda a: a.astype(jnp.float64), a) for a in problem7(16, 5))
+
+
+def bptt_grad(layer, p):
+    return jax.grad(lambda p: jnp.sum(jax.vmap(jax.vmap(squared_error))(layer(xs, h07, *p), ys)))(p)
+
+
+for cell, init, layer in (
+    ("rnn", jaxrnn.init_rnn_params, jaxrnn.rnn),
+    ("lstm", jaxrnn.init_lstm_params, jaxrnn.lstm),
+    ("gru", jaxrnn.init_gru_params, jaxrnn.gru),
+):
+    p7 = init(jax.random.key(2), 4, 5, jnp.float64)
+    _, g = jaxrnn.rtrl(cell, squared_error, xs, h07, p7, ys)
+    err = max(max_rel(a, b) for a, b in zip(g, bptt_grad(layer, p7), strict=True))
+    print(f"{cell}: RTRL vs BPTT gradient, max relative error {err:.1e}")
+    assert err < 1e-12
+p7 = jaxrnn.init_lstm_params(jax.random.key(3), 4, 5, jnp.float64)
+
+
+def last_h(Wx):
+    return jaxrnn.lstm(xs, h07, Wx, p7.Wh, p7.b)[:, -1]
+
+
+err = max_rel(jax.jacfwd(last_h)(p7.Wx), jax.jacrev(last_h)(p7.Wx))
+print(f"lstm: jacfwd vs jacrev, max relative error {err:.1e}")
+assert err < 1e-12

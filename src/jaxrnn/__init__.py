@@ -31,6 +31,9 @@ from ._classic import rnn_step_backward as rnn_step_backward
 from ._classic import rnn_step_forward as rnn_step_forward
 from ._gru import GRUParams as GRUParams
 from ._gru import init_gru_params as init_gru_params
+from ._jvp import gru_jvp as gru_jvp
+from ._jvp import lstm_jvp as lstm_jvp
+from ._jvp import rnn_jvp as rnn_jvp
 from ._layer import LayerCache as LayerCache
 from ._layer import StepCache as StepCache
 from ._layer import gru as gru
@@ -44,6 +47,7 @@ from ._lstm import LSTMParams as LSTMParams
 from ._lstm import init_lstm_params as init_lstm_params
 from ._rnn import RNNParams as RNNParams
 from ._rnn import init_rnn_params as init_rnn_params
+from ._rtrl import rtrl as rtrl
 from ._stack import BiRNNParams as BiRNNParams
 from ._stack import StackCache as StackCache
 from ._stack import init_stack as init_stack

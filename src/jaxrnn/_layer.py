@@ -26,6 +26,7 @@ from ._checks import (
     check_sequence_options,
     check_state_parts,
 )
+from ._primitive import FORWARD_MODE, layer_primitive
 
 Array = jax.Array
 State = Any  # the cell's state pytree: h (N, H), or (h, c) for the LSTM
@@ -100,23 +101,26 @@ def backward_layer(dh: Array, c: LayerCache, dstateT: State | None = None) -> tu
 def run_layer(kind_name, act, truncation, checkpoint, x, s, p, lengths, xi) -> tuple[Array, Any]:
     """``(h, final state)`` of one layer, differentiated by the hand-derived BPTT.
 
-    The one ``custom_vjp`` of the library: :func:`jaxrnn.rnn`, :func:`jaxrnn.lstm`,
-    :func:`jaxrnn.gru` and the model's ``loss(grad="hand")`` all run through it. The
-    final state (the cell's pytree) is differentiable too: its error enters the
-    backward loop at T.
+    :func:`jaxrnn.rnn`, :func:`jaxrnn.lstm`, :func:`jaxrnn.gru` and the model's
+    ``loss(grad="hand")`` all run through it. The final state (the cell's pytree) is
+    differentiable too: its error enters the backward loop at T. Where jax has hijax,
+    a primitive whose reverse rule is the same hand BPTT and whose forward rule is the
+    tangent recurrence (``_primitive.py``, MATH.md §11); elsewhere the ``custom_vjp``.
 
-    Sharded inputs are typed alike before the ``custom_vjp`` (``_recurrence.align``):
-    inside ``shard_map`` replicated weights are cast to vary with a batch-sharded
-    ``x``, and autodiff transposes that cast into the ``psum`` of their gradients, as
-    for any JAX function.
+    Sharded inputs are typed alike first (``_recurrence.align``): inside ``shard_map``
+    replicated weights are cast to vary with a batch-sharded ``x``, and autodiff
+    transposes that cast into the ``psum`` of their gradients, as for any JAX function.
     """
     x, s, p, opts = rec.align(x, s, p, rec.Options(lengths, None, xi))
-    return _run_layer(kind_name, act, truncation, checkpoint, x, s, p, opts.lengths,
-                      opts.carry_weights)  # fmt: skip
+    args = (x, s, p, opts.lengths, opts.carry_weights)
+    if FORWARD_MODE:
+        return layer_primitive(kind_name, act, truncation, checkpoint, *args)
+    return run_layer_vjp(kind_name, act, truncation, checkpoint, *args)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
-def _run_layer(kind_name, act, truncation, checkpoint, x, s, p, lengths, xi):
+def run_layer_vjp(kind_name, act, truncation, checkpoint, x, s, p, lengths, xi):
+    """:func:`run_layer` as a ``custom_vjp`` (reverse mode only): jax without hijax."""
     cell = kind_named(kind_name).cell(act)
     stateT, h, _ = rec.forward(cell, p, x, s, rec.Options(lengths))
     return h, stateT
@@ -134,7 +138,7 @@ def _run_bwd(kind_name, act, truncation, checkpoint, cache, cts):
     return dx, ds0, dp, None, None  # lengths and ξ get no cotangent
 
 
-_run_layer.defvjp(_run_fwd, _run_bwd)
+run_layer_vjp.defvjp(_run_fwd, _run_bwd)
 
 
 def state_parts(fn: str, kind: CellKind, state0: Any) -> tuple:
@@ -204,7 +208,8 @@ def rnn(
     :func:`jaxrnn.rnn_backward` (MATH.md §3, §5), so ``jax.grad`` of any loss of the
     outputs *and of the final state* runs the hand-derived recursion instead of
     autodiff. Composes with ``jax.jit``, ``jax.grad``, ``jax.value_and_grad``,
-    ``jax.vmap``, ``jax.hessian`` (forward-over-reverse); not with ``jax.jvp``.
+    ``jax.vmap``, ``jax.hessian``, and in forward mode (``jax.jvp``, ``jax.jacfwd``,
+    ``jax.linearize``) by the tangent recurrence of MATH.md §11 (README: forward mode).
 
     Args:
       x: ``(N, T, D)`` inputs; T = 0 and N = 0 are allowed.
