@@ -68,6 +68,8 @@ def _rewrite_link(match: re.Match, source: str, page: str) -> str:
 def _include(match: re.Match, page: str) -> str:
     source = match.group(1)
     text = (ROOT / source).read_text(encoding="utf-8")
+    if not source.endswith(".md"):  # code, shown as it is (inside a fence)
+        return text.rstrip("\n")
     return LINK.sub(lambda m: _rewrite_link(m, source, page), text)
 
 

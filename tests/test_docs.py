@@ -11,7 +11,10 @@ Code blocks (README.md, every page under docs/ and the repository files they inc
   folder; ```` ```console ```` runs each line that starts with ``$ `` (the other lines are
   output). Every command must exit 0;
 - any other fence (no language, ``text``, ...) is output or a listing and is not run;
-- a line ``<!-- skip-test: REASON -->`` right before a fence skips that block, with REASON.
+- a line ``<!-- skip-test: REASON -->`` right before a fence skips that block, with REASON;
+  a block whose code equals an earlier block's (a page repeating the README) runs once;
+- a line ``<!-- include: PATH -->`` (docs/hooks.py) stands for the repository file PATH,
+  here as on the site; included Markdown files are checked as documents of their own.
 
 The subprocesses see this checkout's ``src`` first on ``PYTHONPATH``, so they test the
 working tree, as the rest of the suite does.
@@ -52,21 +55,33 @@ BLOCK_TIMEOUT_S = 240
 def documents() -> list[Path]:
     """README.md, every page of docs/ and every repository file a page includes."""
     pages = sorted(p for p in DOCS.rglob("*.md") if "notebooks" not in p.parts)
-    included = {ROOT / m for p in pages for m in INCLUDE.findall(p.read_text())}
+    included = {ROOT / m for p in pages for m in INCLUDE.findall(p.read_text()) if m[-3:] == ".md"}
     return [ROOT / "README.md", *pages, *sorted(included)]
+
+
+def expand(text: str) -> str:
+    """The page as the site shows it: ``<!-- include: PATH -->`` lines replaced by the file."""
+    return INCLUDE.sub(lambda m: (ROOT / m.group(1)).read_text().rstrip("\n"), text)
 
 
 def code_blocks() -> list:
     """One pytest param per fenced block: (document, index, info string, body, skip)."""
-    params = []
+    params, seen = [], {}
     for doc in documents():
         name = doc.relative_to(ROOT).as_posix()
-        for i, m in enumerate(FENCE.finditer(doc.read_text())):
+        for i, m in enumerate(FENCE.finditer(expand(doc.read_text()))):
             lang = m["info"].split()[0] if m["info"].strip() else ""
             if lang not in ("python", "bash", "console"):
                 continue  # output or a listing
-            marks = [pytest.mark.skip(reason=m["skip"])] if m["skip"] else []
-            params.append(pytest.param(name, m["info"], m["body"], id=f"{name}#{i}", marks=marks))
+            block_id = f"{name}#{i}"
+            skip = m["skip"] or (
+                f"the same code as {seen[m['body']]}, which runs"
+                if m["body"] in seen and "title=" not in m["info"]
+                else None
+            )
+            seen.setdefault(m["body"], block_id)
+            marks = [pytest.mark.skip(reason=skip)] if skip else []
+            params.append(pytest.param(name, m["info"], m["body"], id=block_id, marks=marks))
     return params
 
 
@@ -215,9 +230,7 @@ class Browser:
         self._buffer, self._id = b"", 0
         targets = self.send("Target.getTargets")["targetInfos"]
         page = next(t["targetId"] for t in targets if t["type"] == "page")
-        self.session = self.send("Target.attachToTarget", targetId=page, flatten=True)[
-            "sessionId"
-        ]
+        self.session = self.send("Target.attachToTarget", targetId=page, flatten=True)["sessionId"]
 
     def send(self, method: str, session: str | None = None, **params) -> dict:
         self._id += 1
@@ -277,7 +290,9 @@ def browse(site):
     server.shutdown()
 
 
-PAGE_TEXT = "({text: document.body.innerText, math: document.querySelectorAll('mjx-container').length})"
+PAGE_TEXT = (
+    "({text: document.body.innerText, math: document.querySelectorAll('mjx-container').length})"
+)
 
 
 @pytest.mark.parametrize("page", ["derivation/", "index.html", "notebooks/01_derivation/"])
