@@ -6,6 +6,9 @@
   folder: to the page that renders their target (``INCLUDED``), to a repository file the
   site carries (``ASSETS``), or else to plain code text naming the file, which is not
   part of the site.
+- The docstrings' Sphinx roles (``:func:`jaxrnn.rnn```, ``:class:`RNNParams```), which
+  mkdocstrings shows as written, become code: a link to the API entry where one documents
+  that name (by full name, or by last component where that is unambiguous).
 - MathJax 3 (``tex-chtml.js`` and its fonts) comes from the ``django-static-mathjax``
   package (the ``docs`` extra) and is served under ``assets/mathjax/``: the site works
   without a CDN.
@@ -29,6 +32,19 @@ INCLUDED = {
 ASSETS = ("benchmarks/memory_vs_T.png",)
 INCLUDE = re.compile(r"^<!-- include: (\S+) -->$", re.M)
 LINK = re.compile(r"(!?\[[^\]]*\])\(([^)\s]+)\)")
+ROLE = re.compile(r":(?:func|class|meth|mod|data|attr|obj|exc):<code>~?([\w.]+)(\(\))?</code>")
+
+
+def _api_entries() -> dict[str, str]:
+    """Every ``::: name`` of the API pages, by full and by unambiguous short name -> URL."""
+    entries: dict[str, str] = {}
+    short: dict[str, set[str]] = {}
+    for page in sorted((ROOT / "docs" / "api").glob("*.md")):
+        for name in re.findall(r"^::: (\S+)$", page.read_text(encoding="utf-8"), re.M):
+            entries[name] = f"api/{page.stem}/#{name}"
+            short.setdefault(name.rpartition(".")[2], set()).add(entries[name])
+    entries.update({k: next(iter(v)) for k, v in short.items() if len(v) == 1})
+    return entries
 
 
 def _mathjax_files(config) -> list[File]:
@@ -71,6 +87,19 @@ def _include(match: re.Match, page: str) -> str:
     if not source.endswith(".md"):  # code, shown as it is (inside a fence)
         return text.rstrip("\n")
     return LINK.sub(lambda m: _rewrite_link(m, source, page), text)
+
+
+def on_page_content(html: str, page, config, files) -> str:
+    entries = _api_entries()
+    depth = page.url.count("/")  # directory URLs: "api/cells/" is two levels down
+
+    def code(match: re.Match) -> str:
+        name = match.group(1)
+        target = entries.get(name) or entries.get(name.rpartition(".")[2])
+        text = f"<code>{name}{match.group(2) or ''}</code>"
+        return f'<a href="{"../" * depth}{target}">{text}</a>' if target else text
+
+    return ROLE.sub(code, html)
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
