@@ -50,6 +50,7 @@ API_MODULES = (
     "jaxrnn.testing.strategies", "jaxrnn.convert", "jaxrnn.train", "jaxrnn.nnx", "jaxrnn.eqx",
 )  # fmt: skip
 BLOCK_TIMEOUT_S = 240
+NOTEBOOKS = ("01_derivation", "02_gradient_flow", "03_training")
 
 
 def documents() -> list[Path]:
@@ -187,7 +188,7 @@ def site(tmp_path_factory) -> Path:
 def test_site_builds_strictly_with_every_page(site):
     for page in ("derivation", "performance", "changelog", "training", "check-your-bptt"):
         assert (site / page / "index.html").is_file(), page
-    for nb in ("01_derivation", "02_gradient_flow", "03_training"):
+    for nb in NOTEBOOKS:
         assert (site / "notebooks" / nb / "index.html").is_file(), nb
     assert (site / "assets" / "mathjax" / "tex-chtml.js").is_file()
 
@@ -290,17 +291,28 @@ def browse(site):
     server.shutdown()
 
 
-PAGE_TEXT = (
-    "({text: document.body.innerText, math: document.querySelectorAll('mjx-container').length})"
-)
+PAGE_MATH = """({
+  text: (() => {  // the prose: code and program output may hold "$$" legitimately
+    const body = document.body.cloneNode(true);
+    body.querySelectorAll("pre, code, script, style").forEach(e => e.remove());
+    return body.textContent;
+  })(),
+  display: document.querySelectorAll('mjx-container[display="true"]').length,
+  math: document.querySelectorAll("mjx-container").length,
+  errors: [...document.querySelectorAll("mjx-merror")].map(e => e.getAttribute("data-mjx-error")),
+})"""
+MATH_PAGES = ["derivation/", "index.html"] + [f"notebooks/{nb}/" for nb in NOTEBOOKS]
 
 
-@pytest.mark.parametrize("page", ["derivation/", "index.html", "notebooks/01_derivation/"])
+@pytest.mark.parametrize("page", MATH_PAGES)
 def test_equations_render(browse, page):
-    got = browse(page, PAGE_TEXT)
+    got = browse(page, PAGE_MATH)
     raw = [s for s in ("$$", "\\(", "\\[") if s in got["text"]]
     assert not raw, f"{page}: raw TeX {raw} left in the page text"
-    if page != "index.html":
+    assert not got["errors"], f"{page}: TeX errors {got['errors']}"
+    if page == "derivation/":  # every tagged equation of MATH.md, typeset as a display
+        assert got["display"] == (ROOT / "MATH.md").read_text().count("\\tag{"), got["display"]
+    elif page.startswith("notebooks/01"):
         assert got["math"] > 0, f"{page}: no equation rendered"
 
 
@@ -311,11 +323,16 @@ def test_api_pages_list_their_functions(browse):
         assert not missing, f"api/{page}: missing {missing}"
 
 
-@pytest.mark.parametrize("notebook", ["02_gradient_flow", "03_training"])
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
 def test_notebook_figures_load(browse, notebook):
-    widths = browse(
-        f"notebooks/{notebook}/", "[...document.images].map(i => i.complete && i.naturalWidth)"
+    cells = json.loads((ROOT / "notebooks" / f"{notebook}.ipynb").read_text())["cells"]
+    figures = sum(
+        any(k.startswith("image/") for k in out.get("data", {}))
+        for cell in cells
+        for out in cell.get("outputs", [])
     )
-    figures = [w for w in widths if w is not False]
-    assert len(widths) >= 2 and all(w > 0 for w in widths), widths
-    assert figures
+    widths = browse(
+        f"notebooks/{notebook}/",
+        "[...document.querySelectorAll('.jp-OutputArea img')].map(i => i.complete && i.naturalWidth)",
+    )
+    assert len(widths) == figures and all(w is not False and w > 0 for w in widths), widths
