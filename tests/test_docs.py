@@ -26,6 +26,7 @@ import fcntl
 import functools
 import http.server
 import importlib
+import importlib.util
 import json
 import os
 import re
@@ -87,9 +88,26 @@ def code_blocks() -> list:
 
 
 def env() -> dict[str, str]:
+    """This checkout's src first on PYTHONPATH; this interpreter's bin (jaxrnn, python) on PATH."""
     path = os.environ.get("PYTHONPATH", "")
     src = str(ROOT / "src")
-    return {**os.environ, "PYTHONPATH": src + (os.pathsep + path if path else "")}
+    bin_dir = str(Path(sys.executable).parent)
+    return {
+        **os.environ,
+        "PYTHONPATH": src + (os.pathsep + path if path else ""),
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+    }
+
+
+def imported_modules(code: str) -> set[str]:
+    """The top-level packages a block imports (``import a, b.c as d`` / ``from e import f``)."""
+    names = set()
+    for line in code.splitlines():
+        if m := re.match(r"\s*import\s+(.+)", line):
+            names |= {part.split()[0].split(".")[0] for part in m.group(1).split(",")}
+        elif m := re.match(r"\s*from\s+(\w+)", line):
+            names.add(m.group(1))
+    return names
 
 
 def commands(lang: str, body: str) -> list[str]:
@@ -113,6 +131,9 @@ def test_code_block_runs(doc, info, body, workdirs):
     if title:
         (cwd / title.group(1)).write_text(body)
         return
+    missing = sorted(n for n in imported_modules(body) if importlib.util.find_spec(n) is None)
+    if lang == "python" and missing:
+        pytest.skip(f"needs {', '.join(missing)}, which is not installed")
     runs = [[sys.executable, "-c", body]] if lang == "python" else [
         ["bash", "-c", cmd] for cmd in commands(lang, body)
     ]  # fmt: skip
