@@ -238,10 +238,9 @@ def _as_fds_3_and_4(read_end: int, write_end: int) -> None:
 class Browser:
     """Headless Chromium over the DevTools protocol on a pipe (fds 3 and 4): stdlib only."""
 
-    def __init__(self, binary: str):
+    def __init__(self, binary: str, profile: Path):
         child_in, self._to = os.pipe()
         self._from, child_out = os.pipe()
-        profile = Path(os.environ.get("TMPDIR", "/tmp")) / f"jaxrnn-chromium-{os.getpid()}"
         self.proc = subprocess.Popen(
             [binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
              "--remote-debugging-pipe", f"--user-data-dir={profile}"],
@@ -297,7 +296,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def browse(site):
+def browse(site, tmp_path_factory):
     """(path, script) -> the script's value on the built site, served over local HTTP."""
     binary = chromium()
     if binary is None:
@@ -305,7 +304,7 @@ def browse(site):
     handler = functools.partial(_QuietHandler, directory=str(site))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    browser = Browser(binary)
+    browser = Browser(binary, tmp_path_factory.mktemp("chromium-profile"))
     base = f"http://127.0.0.1:{server.server_address[1]}/"
     yield lambda path, script: browser.evaluate(base + path, script)
     browser.close()
