@@ -292,8 +292,8 @@ def lstm_forward(
 
     Args:
       x: ``(N, T, D)``; h0: ``(N, H)``; Wx: ``(D, 4H)``; Wh: ``(H, 4H)``; b: ``(4H,)``.
-      The initial cell state is ``c0 = 0``, as in CS231n; for a given ``c0`` (and its
-      gradient, and the final state) use :func:`jaxrnn.lstm` with ``(h0, c0)``.
+        The initial cell state is ``c0 = 0``, as in CS231n; for a given ``c0`` (and its
+        gradient, and the final state) use :func:`jaxrnn.lstm` with ``(h0, c0)``.
       lengths, truncation, carry_weights, checkpoint: as in :func:`jaxrnn.rnn_forward`
         (the state ``(h, c)`` freezes at padding, where ``h`` is zero; truncation and
         ξ_t act on the error of both ``h`` and ``c``).
