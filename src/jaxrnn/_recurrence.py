@@ -64,8 +64,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._compat import NO_NEGATIVE_INDICES
 from . import _sharding as sh
+from ._compat import NO_NEGATIVE_INDICES
 
 Array = jax.Array
 tree_map = jax.tree_util.tree_map

@@ -89,7 +89,9 @@ def segmented_loss_and_grads(params, tokens, targets, h0, w, lengths, xi, acts, 
     return loss, grads, hT, dh0
 
 
-def segmented_loss(params, h0, tokens, targets, w, lengths, xi, acts, truncation, k) -> tuple[Array, tuple[Array, ...]]:
+def segmented_loss(
+    params, h0, tokens, targets, w, lengths, xi, acts, truncation, k
+) -> tuple[Array, tuple[Array, ...]]:
     """The loss of :func:`segmented_loss_and_grads` as a function ``jax.grad`` can
     differentiate (in ``params`` and ``h0``): ``(loss, hT)``.
 
