@@ -169,3 +169,11 @@ def spy_on_backward(monkeypatch, factor=1.0):
     monkeypatch.setattr(layer, "backward_layer", spy)
     jax.clear_caches()  # a cached trace would not call the backward again
     return calls
+
+
+def layer_call_name() -> str:
+    """The jaxpr name of a jaxrnn layer: the hijax primitive where jax has hijax
+    (forward mode by hand), else the ``custom_vjp`` call (``jaxrnn._primitive``)."""
+    from jaxrnn._primitive import FORWARD_MODE
+
+    return "call_hi_primitive" if FORWARD_MODE else "custom_vjp_call"
