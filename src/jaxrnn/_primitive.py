@@ -41,7 +41,9 @@ tree_map = jax.tree_util.tree_map
 
 def _dense(tree: Any) -> Any:
     """``tree`` with each symbolic ``Zero`` (an input or output not differentiated) as zeros."""
-    return tree_map(instantiate_zeros, tree, is_leaf=lambda a: isinstance(a, Zero))
+    zero, instantiate = Zero, instantiate_zeros
+    assert zero is not None and instantiate is not None, "LayerPrimitive runs only with hijax"
+    return tree_map(instantiate, tree, is_leaf=lambda a: isinstance(a, zero))
 
 
 class LayerPrimitive(VJPHiPrimitive):  # type: ignore[misc, valid-type]

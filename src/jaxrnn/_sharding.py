@@ -56,6 +56,7 @@ def _vary(a: Array, axes: frozenset) -> Array:
         return a
     if _pcast is not None:
         return _pcast(a, missing, to="varying")
+    assert _pvary is not None, "a value varies over manual axes: this jax has pcast or pvary"
     return _pvary(a, missing)
 
 
@@ -139,8 +140,8 @@ def take_rows(table: Array, ids: Array) -> Array:
 def batch_like(state: Any, x: Array) -> Any:
     """``state`` (leaves ``(N, ...)``) resharded along ``x``'s batch axis ``N`` where
     their explicit shardings differ there; the identity otherwise."""
-    sharding = explicit_sharding(x)
-    if sharding is None or _reshard is None:
+    sharding, reshard = explicit_sharding(x), _reshard
+    if sharding is None or reshard is None:
         return state
     batch = tuple(sharding.spec)[0] if len(sharding.spec) else None
 
@@ -150,7 +151,7 @@ def batch_like(state: Any, x: Array) -> Any:
         spec += (None,) * (s.ndim - len(spec))
         if not s.ndim or spec[0] == batch:
             return s
-        return _reshard(s, _with_spec(sharding, (batch, *spec[1:])))
+        return reshard(s, _with_spec(sharding, (batch, *spec[1:])))
 
     return jax.tree_util.tree_map(one, state)
 

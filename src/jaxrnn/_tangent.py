@@ -14,7 +14,7 @@ stored for a later pass.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import jax
 import jax.numpy as jnp
@@ -82,6 +82,11 @@ class DualSlots(NamedTuple):
     xi: Array | None  # (N, T, 1): ξ_t on the tangent entering step t (0 at a cut); None: 1
 
 
+def _forward_only(*args: Any, **kwargs: Any) -> NoReturn:
+    """The backward-only fields of :func:`tangent_cell`, which nothing calls."""
+    raise TypeError("the tangent cell is forward-only: it has no backward loop")
+
+
 def tangent_cell(kind: CellKind, act: str) -> rec.Cell:
     """The §11 recurrence as a forward-only :class:`~jaxrnn._recurrence.Cell` over duals.
 
@@ -102,9 +107,10 @@ def tangent_cell(kind: CellKind, act: str) -> rec.Cell:
     def output(buf: DualSlots):
         return cell.output(buf.primal), buf.dh
 
-    return rec.Cell(project=None, step=step, output=output, backward_params=None,
-                    step_backward=None, initial_buf=None, zero_dbuf=None,
-                    param_grads=None)  # fmt: skip
+    return rec.Cell(project=_forward_only, step=step, output=output,
+                    backward_params=_forward_only, step_backward=_forward_only,
+                    initial_buf=_forward_only, zero_dbuf=_forward_only,
+                    param_grads=_forward_only)  # fmt: skip
 
 
 def _tangent_weights(xi, truncation, N: int, T: int, dtype) -> Array | None:

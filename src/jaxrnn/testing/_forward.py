@@ -35,7 +35,7 @@ def _reference(cell: Callable, output: Callable) -> Callable:
     return jax.jit(lambda primals, tangents: jax.jvp(run, primals, tangents))
 
 
-def locate_forward(name: str, got: np.ndarray, want: np.ndarray, tol: float) -> str | None:
+def locate_forward(name: str, got: np.ndarray | None, want: np.ndarray, tol: float) -> str | None:
     """The first step at which a per-step tangent ``(N, T, ...)`` departs, as a sentence."""
     if got is None or got.shape != want.shape or want.ndim < 2 or want.shape[1] == 0:
         return None

@@ -92,8 +92,11 @@ def initialize(
       timeout: seconds to wait for the coordinator (and for every process to join),
         and the heartbeat timeout after which a silent process counts as dead.
     """
-    kw = dict(initialization_timeout=int(timeout), heartbeat_timeout_seconds=int(timeout))
+    kw: dict[str, Any] = dict(
+        initialization_timeout=int(timeout), heartbeat_timeout_seconds=int(timeout)
+    )
     if not auto:
+        assert coordinator is not None and process_id is not None, "_commands._join checks"
         _wait_for_port(coordinator, process_id, timeout)
         kw.update(coordinator_address=coordinator, num_processes=num_processes)
         kw.update(process_id=process_id)

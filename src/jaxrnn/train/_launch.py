@@ -84,8 +84,9 @@ def _wait(procs: list[subprocess.Popen], interrupts: list[int]) -> int:
                         flush=True,
                     )
                 return _code(rc)
-        if None not in codes:
-            return max(_code(rc) for rc in codes)  # 0, or 130 after a Ctrl-C
+        done = [rc for rc in codes if rc is not None]
+        if len(done) == len(codes):
+            return max(_code(rc) for rc in done)  # 0, or 130 after a Ctrl-C
         time.sleep(0.05)
 
 
@@ -118,8 +119,9 @@ def launch(worker_argv: list[str], n: int) -> int:
                 subprocess.Popen([*cmd, "--process-id", str(i)], env=env, start_new_session=True)
             )
         return _wait(procs, interrupts)
-    except SystemExit as e:
-        return int(e.code)
+    except SystemExit as e:  # raised here only by on_signal, with an int
+        assert isinstance(e.code, int), f"unexpected SystemExit({e.code!r})"
+        return e.code
     finally:
         _kill(procs, signal.SIGKILL)
         for p in procs:

@@ -278,16 +278,27 @@ def _start(config: TrainConfig, stack: contextlib.ExitStack) -> tuple[Corpus, Vo
     try:
         corpus = _corpus(config, _resume_checks(config))
         run_dir = Path(config.out) if config.out is not None else None
-        if config.resume and (run_dir / CHECKPOINT).exists():
-            vocab = rd.read_vocab(run_dir)
+        if config.resume and (_out_dir(config) / CHECKPOINT).exists():
+            vocab = rd.read_vocab(_out_dir(config))
         else:
             vocab = Vocab.from_text(corpus.text)
         if run_dir is not None and dist.is_writer():
             stack.enter_context(rd.claim(run_dir, config.resume))
     except (ConfigError, CorpusError) as e:
         failure = e
-    dist.check_same(_identity(config, corpus, vocab) if failure is None else {}, failure)
+    ident: dict[str, object] = {}
+    if failure is None:
+        assert corpus is not None and vocab is not None, "both are set unless the try failed"
+        ident = _identity(config, corpus, vocab)
+    dist.check_same(ident, failure)
+    assert corpus is not None and vocab is not None, "check_same raises the failure"
     return corpus, vocab
+
+
+def _out_dir(config: TrainConfig) -> Path:
+    """The run directory of a resumed run (:func:`_checked`: ``--resume`` needs ``--out``)."""
+    assert config.out is not None, "--resume without --out: _checked rejects it"
+    return Path(config.out)
 
 
 def _identity(config: TrainConfig, corpus: Corpus, vocab: Vocab) -> dict[str, object]:
@@ -298,13 +309,14 @@ def _identity(config: TrainConfig, corpus: Corpus, vocab: Vocab) -> dict[str, ob
         for f in dataclasses.fields(TrainConfig)
         if f.name not in ("text", "out", "quiet")
     }
-    ckpt = Path(config.out) / CHECKPOINT if config.out is not None else None
-    resumed = config.resume and ckpt.exists()
+    ckpt = _out_dir(config) / CHECKPOINT if config.resume else None
+    if ckpt is not None and not ckpt.exists():
+        ckpt = None  # a resumed run that saved no checkpoint yet
     return {
         **ident,
         "the text (SHA-256)": corpus.source["sha256"],
         "the vocabulary": "".join(vocab.chars),
-        "the checkpoint (SHA-256)": _sha256(ckpt) if resumed else None,
+        "the checkpoint (SHA-256)": _sha256(ckpt) if ckpt is not None else None,
     }
 
 
