@@ -299,7 +299,7 @@ def header() -> list[str]:
     """Lines describing machine, versions and load: printed before every results table."""
     dev = jax.devices()[0]
     lines = [
-        f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
+        f"date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}",
         f"machine: {cpu_model()}, {threads()} threads, {platform.system()} {platform.release()}",
         f"jax device: {dev.platform} ({dev.device_kind}), "
         f"default matmul precision: {jax.config.jax_default_matmul_precision or 'default'}",
