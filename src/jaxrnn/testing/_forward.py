@@ -13,11 +13,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._compare import Failure, call_user, first_failure, scale_of, unpack
-from ._generic import BPTT_POOL, Shape2, _compare_tree, _draw, _identity
+from ._compare import Failure, call_user, first_failure, unpack
+from ._generic import Shape2, _compare_tree, _draw, _identity, drive_pool
+from ._locate import wrong_steps
 from ._report import DEFAULT_TOL, report
-from ._runner import drive, validate
-from .strategies import st
+from ._runner import validate
 
 
 @functools.lru_cache(maxsize=32)
@@ -37,13 +37,10 @@ def _reference(cell: Callable, output: Callable) -> Callable:
 
 def locate_forward(name: str, got: np.ndarray | None, want: np.ndarray, tol: float) -> str | None:
     """The first step at which a per-step tangent ``(N, T, ...)`` departs, as a sentence."""
-    if got is None or got.shape != want.shape or want.ndim < 2 or want.shape[1] == 0:
+    bad = wrong_steps(got, want, tol)
+    if bad is None or not bad.any():
         return None
-    T = want.shape[1]
-    err = np.abs(got - want).reshape(got.shape[0], T, -1).max(axis=(0, 2)) / scale_of(want)
-    bad = ~(err <= tol)  # NaN counts as wrong
-    if not bad.any():
-        return None
+    T = bad.size
     t = int(np.argmax(bad))
     right = f"right for the first {t} of {T} steps (t = 0 ... {t - 1}) and " if t else ""
     return f"{name} is {right}first wrong at t = {t} (wrong at {int(bad.sum())} of {T} steps)"
@@ -91,16 +88,7 @@ def check_jvp(
         raise ValueError(f"input_size must be a positive int, got {input_size!r}")
     out_fn = output if output is not None else _identity
     setup = (cell, out_fn, _reference(cell, out_fn), params, state, input_size, jvp_fn, tol)
-    single = None
-    if shape is not None:
-        if len(shape) != 2 or not all(isinstance(n, (int, np.integer)) and n >= 1 for n in shape):
-            raise ValueError(f"shape must be (N, T) of positive ints, got {shape!r}")
-        single = (Shape2(*map(int, shape)), 0 if seed is None else int(seed))
-    _, failure, _ = drive(
-        functools.partial(_one, setup), pool=[Shape2(*s) for s in BPTT_POOL],
-        strategy=st.sampled_from(BPTT_POOL), max_examples=max_examples,
-        derandomize=derandomize, single=single,
-    )  # fmt: skip
+    _, failure = drive_pool(functools.partial(_one, setup), shape, seed, max_examples, derandomize)
     if failure is not None:
         raise AssertionError(_failure_text(failure, tol)) from None
 

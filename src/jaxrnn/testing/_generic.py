@@ -145,18 +145,29 @@ def check_bptt(
         cell, out_fn, _reference(cell, out_fn), params, state, input_size, forward_fn,
         backward_fn, tol, convert_inputs if convert_inputs is not None else (lambda a: a),
     )  # fmt: skip
+    one = functools.partial(_one, setup)
+    seen, failure = drive_pool(one, shape, seed, max_examples, derandomize)
+    if failure is not None:
+        raise AssertionError(_failure_text(failure, tol)) from None
+
+
+def drive_pool(one, shape, seed, max_examples: int, derandomize: bool) -> tuple[Any, Any]:
+    """``(examples seen, first failure or None)`` of ``one`` over the ``(N, T)`` pool, or
+    over the one ``shape`` (with ``seed``) when given; shared by check_bptt and check_jvp."""
     single = None
     if shape is not None:
         if len(shape) != 2 or not all(isinstance(n, (int, np.integer)) and n >= 1 for n in shape):
             raise ValueError(f"shape must be (N, T) of positive ints, got {shape!r}")
         single = (Shape2(*map(int, shape)), 0 if seed is None else int(seed))
     seen, failure, _ = drive(
-        functools.partial(_one, setup), pool=[Shape2(*s) for s in BPTT_POOL],
-        strategy=st.sampled_from(BPTT_POOL), max_examples=max_examples,
-        derandomize=derandomize, single=single,
-    )  # fmt: skip
-    if failure is not None:
-        raise AssertionError(_failure_text(failure, tol)) from None
+        one,
+        pool=[Shape2(*s) for s in BPTT_POOL],
+        strategy=st.sampled_from(BPTT_POOL),
+        max_examples=max_examples,
+        derandomize=derandomize,
+        single=single,
+    )
+    return seen, failure
 
 
 def _failure_text(failure: Failure, tol: float) -> str:

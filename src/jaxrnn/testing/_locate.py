@@ -32,6 +32,18 @@ _F = {
 }
 
 
+def wrong_steps(got: np.ndarray | None, want: np.ndarray, tol: float) -> np.ndarray | None:
+    """``(T,)`` booleans, step t wrong, for per-step arrays ``(N, T, ...)``; None if unusable.
+
+    The error of step t is ``max|got_t - want_t| / max(max|want|, 1)``; NaN counts as wrong.
+    """
+    if got is None or got.shape != want.shape or want.ndim < 2 or want.shape[1] == 0:
+        return None
+    T = want.shape[1]
+    err = np.abs(got - want).reshape(got.shape[0], T, -1).max(axis=(0, 2)) / scale_of(want)
+    return ~(err <= tol)
+
+
 def locate(
     name: str, got: np.ndarray | None, want: np.ndarray, tol: float
 ) -> tuple[int, str] | None:
@@ -40,11 +52,10 @@ def locate(
     ``got`` and ``want`` are ``(N, T, ...)``; the error of step t is
     ``max|got_t - want_t| / max(max|want|, 1)`` (the scale of the whole array).
     """
-    if got is None or got.shape != want.shape or want.ndim < 2 or want.shape[1] == 0:
+    bad = wrong_steps(got, want, tol)
+    if bad is None:
         return None
-    T = want.shape[1]
-    err = np.abs(got - want).reshape(got.shape[0], T, -1).max(axis=(0, 2)) / scale_of(want)
-    bad = ~(err <= tol)  # NaN counts as wrong
+    T = bad.size
     if not bad.any():
         return T, f"{name} is right at every step"
     right = int(np.argmax(bad[::-1]))  # right steps at the end, before the first wrong one
